@@ -1,0 +1,165 @@
+// Command pushgate is a Prometheus Pushgateway: a drop-in replacement for
+// prometheus/pushgateway.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	versioncollector "github.com/prometheus/client_golang/prometheus/collectors/version"
+	"github.com/prometheus/common/promslog"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+
+	"github.com/pushgate/pushgate/internal/api"
+	"github.com/pushgate/pushgate/internal/config"
+	"github.com/pushgate/pushgate/internal/exposition"
+	"github.com/pushgate/pushgate/internal/push"
+	"github.com/pushgate/pushgate/internal/server"
+	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/ui"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil && !errors.Is(err, config.ErrExit) {
+		fmt.Fprintln(os.Stderr, "pushgate:", err)
+		os.Exit(1)
+	}
+}
+
+// shutdownTimeout bounds how long in-flight requests may take at shutdown.
+const shutdownTimeout = 30 * time.Second
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, err := config.Parse(args, stdout)
+	if err != nil {
+		return err
+	}
+	cfg.Log.Writer = stderr
+	logger := promslog.New(&cfg.Log)
+	logger.Info("starting pushgate", "version", version.Info())
+	logger.Info("build context", "build_context", version.BuildContext())
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		versioncollector.NewCollector("pushgateway"),
+	)
+	reserved, err := reservedFamilies(reg)
+	if err != nil {
+		return err
+	}
+
+	st := store.New(store.Options{
+		UTF8Names: cfg.EnableUTF8Names,
+		Reserved:  reserved,
+		Logger:    logger.With("component", "store"),
+	})
+	st.RegisterMetrics(reg)
+
+	pushAPI := push.New(st, push.Options{
+		UTF8Names:               cfg.EnableUTF8Names,
+		DisableConsistencyCheck: cfg.DisableConsistencyCheck,
+		MaxBodyBytes:            cfg.MaxBodySize,
+		MaxDecompressedBytes:    cfg.MaxDecompressedSize,
+		Logger:                  logger.With("component", "push"),
+	}, reg)
+	buildInfo := map[string]string{
+		"version":   version.Version,
+		"revision":  version.Revision,
+		"branch":    version.Branch,
+		"buildUser": version.BuildUser,
+		"buildDate": version.BuildDate,
+		"goVersion": version.GoVersion,
+	}
+	startTime := time.Now()
+	jsonAPI := api.New(st, api.Options{
+		Flags:       cfg.Flags,
+		BuildInfo:   buildInfo,
+		StartTime:   startTime,
+		EnableAdmin: cfg.EnableAdminAPI,
+		Logger:      logger.With("component", "api"),
+	})
+	pages, err := ui.New(st, ui.Options{
+		Prefix:        cfg.ExternalPathPrefix,
+		TelemetryPath: cfg.TelemetryPath,
+		Flags:         cfg.Flags,
+		BuildInfo:     buildInfo,
+		StartTime:     startTime,
+		Logger:        logger.With("component", "ui"),
+	})
+	if err != nil {
+		return fmt.Errorf("load UI templates: %w", err)
+	}
+	srv := server.New(server.Options{
+		RoutePrefix:     cfg.RoutePrefix,
+		TelemetryPath:   cfg.TelemetryPath,
+		EnableLifecycle: cfg.EnableLifecycle,
+	}, server.Parts{
+		Put:    pushAPI.Push(true),
+		Post:   pushAPI.Push(false),
+		Delete: pushAPI.Delete(),
+		Scrape: exposition.New(st, reg, logger.With("component", "exposition")),
+		API:    jsonAPI.Routes(),
+		Groups: pages.Groups,
+		Status: pages.Status,
+	}, reg)
+	srv.SetReady(true)
+
+	httpServer := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       5 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- web.ListenAndServe(httpServer, cfg.Web, logger) }()
+
+	select {
+	case err := <-serveErr:
+		return fmt.Errorf("serve HTTP: %w", err)
+	case <-ctx.Done():
+		logger.Info("received SIGINT/SIGTERM; exiting gracefully")
+	case <-srv.Quit():
+		logger.Warn("received termination request via web service, exiting gracefully")
+	}
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
+	defer cancel()
+	if err := httpServer.Shutdown(shutdownCtx); err != nil {
+		return fmt.Errorf("shut down HTTP server: %w", err)
+	}
+	if err := <-serveErr; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve HTTP: %w", err)
+	}
+	logger.Info("HTTP server stopped")
+	return nil
+}
+
+// reservedFamilies lists the gateway's own metric families, which pushed
+// families of the same name must match in type: what the registry gathers
+// now, plus the vectors that have no series until first used.
+func reservedFamilies(g prometheus.Gatherer) ([]store.Reserved, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, fmt.Errorf("gather own metrics: %w", err)
+	}
+	reserved := append(push.Reserved(), server.Reserved()...)
+	for _, mf := range mfs {
+		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
+	}
+	return reserved, nil
+}

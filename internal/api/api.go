@@ -1,0 +1,207 @@
+// Package api serves the JSON API v1 of prometheus/pushgateway: status,
+// pushed metrics and the admin wipe, in the reference's response shapes.
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/store"
+)
+
+// Store is what the API needs of the store.
+type Store interface {
+	View() *store.View
+	Wipe()
+}
+
+// Options describe the running gateway for the status endpoint.
+type Options struct {
+	Flags     map[string]string
+	BuildInfo map[string]string
+	StartTime time.Time
+	// EnableAdmin serves PUT /api/v1/admin/wipe (--web.enable-admin-api).
+	EnableAdmin bool
+	Logger      *slog.Logger
+}
+
+// API serves /api/v1/.
+type API struct {
+	store  Store
+	opts   Options
+	logger *slog.Logger
+}
+
+// New returns the API.
+func New(s Store, opts Options) *API {
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &API{store: s, opts: opts, logger: logger}
+}
+
+// Route is one endpoint of the API, relative to /api/v1.
+type Route struct {
+	Pattern string // method and path, as http.ServeMux takes it
+	Name    string // handler label of pushgateway_http_requests_total
+	Handler http.Handler
+}
+
+// Routes lists the API's endpoints.
+func (a *API) Routes() []Route {
+	routes := []Route{
+		{"GET /status", "api/v1/status", cors(http.HandlerFunc(a.status))},
+		{"GET /metrics", "api/v1/metrics", cors(http.HandlerFunc(a.metrics))},
+		{"OPTIONS /", "api/v1/options", cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))},
+	}
+	if a.opts.EnableAdmin {
+		routes = append(routes, Route{"PUT /admin/wipe", "wipe", http.HandlerFunc(a.wipe)})
+	}
+	return routes
+}
+
+// cors allows cross-site reads of the API, as the reference does.
+func cors(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hdr := w.Header()
+		hdr.Set("Access-Control-Allow-Headers", "Accept, Authorization, Content-Type, Origin")
+		hdr.Set("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS")
+		hdr.Set("Access-Control-Allow-Origin", "*")
+		hdr.Set("Access-Control-Expose-Headers", "Date")
+		hdr.Set("Cache-Control", "no-cache, no-store, must-revalidate")
+		h.ServeHTTP(w, r)
+	})
+}
+
+type response struct {
+	Status string `json:"status"`
+	Data   any    `json:"data,omitempty"`
+}
+
+func (a *API) respond(w http.ResponseWriter, data any) {
+	b, err := json.Marshal(response{Status: "success", Data: data})
+	if err != nil {
+		a.logger.Error("encode API response", "err", err)
+		http.Error(w, `{"status":"error","errorType":"internal","error":"encode response"}`, http.StatusInternalServerError)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if _, err := w.Write(b); err != nil {
+		a.logger.Debug("write API response", "err", err)
+	}
+}
+
+func (a *API) status(w http.ResponseWriter, _ *http.Request) {
+	a.respond(w, map[string]any{
+		"flags":             a.opts.Flags,
+		"start_time":        a.opts.StartTime,
+		"build_information": a.opts.BuildInfo,
+	})
+}
+
+// family is one family of one group in the reference's JSON shape.
+type family struct {
+	Timestamp time.Time        `json:"time_stamp"`
+	Type      string           `json:"type"`
+	Help      string           `json:"help,omitempty"`
+	Metrics   []map[string]any `json:"metrics"`
+}
+
+func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
+	v := a.store.View()
+	groups := make([]map[string]any, 0, len(v.Groups))
+	for _, g := range v.Groups {
+		obj := map[string]any{
+			"labels":               g.Key.Map(),
+			"last_push_successful": g.LastPushSuccessful(),
+		}
+		for name, f := range g.Families {
+			mf, err := f.Decode()
+			if err != nil {
+				a.logger.Error("decode stored family", "grouping_key", g.Key.String(), "family", name, "err", err)
+				continue
+			}
+			obj[name] = family{
+				Timestamp: f.Time,
+				Type:      mf.GetType().String(),
+				Help:      mf.GetHelp(),
+				Metrics:   Metrics(mf),
+			}
+		}
+		groups = append(groups, obj)
+	}
+	a.respond(w, groups)
+}
+
+// Metrics renders a family's metrics as the reference's API does: values as
+// strings, summaries with quantiles, histograms with cumulative buckets.
+func Metrics(mf *dto.MetricFamily) []map[string]any {
+	out := make([]map[string]any, 0, len(mf.Metric))
+	for _, m := range mf.Metric {
+		labels := make(map[string]string, len(m.Label))
+		for _, lp := range m.Label {
+			labels[lp.GetName()] = lp.GetValue()
+		}
+		obj := map[string]any{"labels": labels}
+		switch mf.GetType() {
+		case dto.MetricType_SUMMARY:
+			s := m.GetSummary()
+			quantiles := map[string]string{}
+			for _, q := range s.GetQuantile() {
+				quantiles[fmt.Sprint(q.GetQuantile())] = fmt.Sprint(q.GetValue())
+			}
+			obj["quantiles"] = quantiles
+			obj["count"] = fmt.Sprint(s.GetSampleCount())
+			obj["sum"] = fmt.Sprint(s.GetSampleSum())
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			h := m.GetHistogram()
+			obj["sum"] = fmt.Sprint(h.GetSampleSum())
+			if isNative(h) {
+				obj["count"], obj["buckets"] = nativeBuckets(h)
+				break
+			}
+			buckets := map[string]string{}
+			for _, b := range h.GetBucket() {
+				if c := b.GetCumulativeCountFloat(); c > 0 {
+					buckets[fmt.Sprint(b.GetUpperBound())] = fmt.Sprint(c)
+				} else {
+					buckets[fmt.Sprint(b.GetUpperBound())] = fmt.Sprint(b.GetCumulativeCount())
+				}
+			}
+			obj["buckets"] = buckets
+			if c := h.GetSampleCountFloat(); c > 0 {
+				obj["count"] = fmt.Sprint(c)
+			} else {
+				obj["count"] = fmt.Sprint(h.GetSampleCount())
+			}
+		default:
+			obj["value"] = fmt.Sprint(value(m))
+		}
+		out = append(out, obj)
+	}
+	return out
+}
+
+func value(m *dto.Metric) float64 {
+	switch {
+	case m.Gauge != nil:
+		return m.GetGauge().GetValue()
+	case m.Counter != nil:
+		return m.GetCounter().GetValue()
+	case m.Untyped != nil:
+		return m.GetUntyped().GetValue()
+	}
+	return 0
+}
+
+func (a *API) wipe(w http.ResponseWriter, r *http.Request) {
+	a.logger.Info("wiping all groups", "remote_addr", r.RemoteAddr)
+	a.store.Wipe()
+	w.WriteHeader(http.StatusAccepted)
+}

@@ -1,0 +1,132 @@
+// Package config defines pushgate's command line: every flag of
+// prometheus/pushgateway with the same name and default, plus pushgate's own.
+// Flags live only here; every other package takes a plain Options struct.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/alecthomas/kingpin/v2"
+	"github.com/alecthomas/units"
+	"github.com/prometheus/common/promslog"
+	promslogflag "github.com/prometheus/common/promslog/flag"
+	"github.com/prometheus/common/version"
+	"github.com/prometheus/exporter-toolkit/web"
+	"github.com/prometheus/exporter-toolkit/web/kingpinflag"
+)
+
+// Config is the parsed command line.
+type Config struct {
+	Web                     *web.FlagConfig
+	TelemetryPath           string
+	ExternalURL             *url.URL
+	RoutePrefix             string // normalized: "" or "/x" (no trailing slash)
+	ExternalPathPrefix      string // path of ExternalURL, normalized like RoutePrefix
+	EnableLifecycle         bool
+	EnableAdminAPI          bool
+	PersistenceFile         string
+	PersistenceInterval     time.Duration
+	DisableConsistencyCheck bool
+	EnableUTF8Names         bool
+	MaxBodySize             int64
+	MaxDecompressedSize     int64
+	Log                     promslog.Config
+	// Flags maps every flag name to its value, for the status API and page.
+	Flags map[string]string
+}
+
+// ErrExit is returned by Parse when it has printed the help or version and
+// the program should exit successfully.
+var ErrExit = errors.New("exit requested")
+
+// Parse parses args (without the program name). Help and version output go
+// to stdout.
+func Parse(args []string, stdout io.Writer) (*Config, error) {
+	var (
+		app = kingpin.New("pushgate", "A Prometheus Pushgateway: a drop-in replacement for prometheus/pushgateway that is durable, fast at scale and safe to operate.")
+		cfg = &Config{Log: promslog.Config{}}
+
+		maxBody         units.Base2Bytes
+		maxDecompressed units.Base2Bytes
+		exit            bool
+	)
+	app.UsageWriter(stdout)
+	app.ErrorWriter(stdout)
+	app.Terminate(func(int) { exit = true })
+	app.HelpFlag.Short('h')
+	app.Version(version.Print("pushgate"))
+
+	cfg.Web = kingpinflag.AddFlags(app, ":9091")
+	app.Flag("web.telemetry-path", "Path under which to expose metrics.").Default("/metrics").StringVar(&cfg.TelemetryPath)
+	app.Flag("web.external-url", "The URL under which the Pushgateway is externally reachable.").Default("").URLVar(&cfg.ExternalURL)
+	app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").StringVar(&cfg.RoutePrefix)
+	app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").BoolVar(&cfg.EnableLifecycle)
+	app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").BoolVar(&cfg.EnableAdminAPI)
+	app.Flag("persistence.file", "File to persist metrics. If empty, metrics are only kept in memory.").Default("").StringVar(&cfg.PersistenceFile)
+	app.Flag("persistence.interval", "The minimum interval at which to write out the persistence file.").Default("5m").DurationVar(&cfg.PersistenceInterval)
+	app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").BoolVar(&cfg.DisableConsistencyCheck)
+	app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").BoolVar(&cfg.EnableUTF8Names)
+	app.Flag("push.max-body-size", "Maximum size of a push request body as sent (possibly compressed). 0 means no limit.").Default("64MiB").BytesVar(&maxBody)
+	app.Flag("push.max-decompressed-size", "Maximum size of a push request body after decompression. 0 means no limit.").Default("256MiB").BytesVar(&maxDecompressed)
+	promslogflag.AddFlags(app, &cfg.Log)
+
+	if _, err := app.Parse(args); err != nil {
+		return nil, fmt.Errorf("parse flags: %w", err)
+	}
+	if exit {
+		return nil, ErrExit
+	}
+	cfg.MaxBodySize, cfg.MaxDecompressedSize = int64(maxBody), int64(maxDecompressed)
+	cfg.RoutePrefix = routePrefix(cfg.RoutePrefix, cfg.ExternalURL)
+	cfg.ExternalPathPrefix = routePrefix("", cfg.ExternalURL)
+
+	// Flags shown on the status page: kingpin's own (help, version) left out.
+	cfg.Flags = map[string]string{}
+	for _, f := range app.Model().Flags {
+		switch f.Name {
+		case "help", "help-long", "help-man", "version", "completion-bash", "completion-script-bash", "completion-script-zsh":
+			continue
+		}
+		cfg.Flags[f.Name] = f.Value.String()
+	}
+	return cfg, cfg.Validate()
+}
+
+// Validate reports every problem of the configuration at once.
+func (c *Config) Validate() error {
+	var errs []error
+	if !strings.HasPrefix(c.TelemetryPath, "/") {
+		errs = append(errs, fmt.Errorf("--web.telemetry-path must start with /: %q", c.TelemetryPath))
+	}
+	if strings.HasPrefix(c.TelemetryPath, "/metrics/") {
+		errs = append(errs, fmt.Errorf("--web.telemetry-path %q would shadow the push API", c.TelemetryPath))
+	}
+	if c.PersistenceInterval <= 0 {
+		errs = append(errs, fmt.Errorf("--persistence.interval must be positive, got %s", c.PersistenceInterval))
+	}
+	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 {
+		errs = append(errs, errors.New("--push.max-body-size and --push.max-decompressed-size must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+// routePrefix returns the effective route prefix: prefix, or else the path
+// of externalURL; "/" becomes ""; otherwise it starts but does not end with
+// "/" (the reference's computeRoutePrefix rules).
+func routePrefix(prefix string, externalURL *url.URL) string {
+	if prefix == "" && externalURL != nil {
+		prefix = externalURL.Path
+	}
+	if prefix == "/" || prefix == "" {
+		return ""
+	}
+	if !strings.HasPrefix(prefix, "/") {
+		prefix = "/" + prefix
+	}
+	return strings.TrimSuffix(prefix, "/")
+}

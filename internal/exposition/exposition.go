@@ -1,0 +1,342 @@
+// Package exposition serves the scrape endpoint: all pushed groups merged by
+// family name, together with the gateway's own metrics.
+//
+// Pushed families are stored already encoded (see package family), so for
+// the formats scrapers use (text 0.0.4 and delimited protobuf) a scrape
+// writes a header per family name and copies each group's bytes. Only
+// families whose names need escaping, and the rarer formats (OpenMetrics,
+// protobuf text), are decoded and encoded per scrape with expfmt.
+package exposition
+
+import (
+	"bufio"
+	"log/slog"
+	"mime"
+	"net/http"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgate/pushgate/internal/family"
+	"github.com/pushgate/pushgate/internal/store"
+)
+
+// Viewer is what a scrape needs of the store.
+type Viewer interface {
+	View() *store.View
+}
+
+// Handler serves scrapes. It is safe for concurrent use.
+type Handler struct {
+	store    Viewer
+	gatherer prometheus.Gatherer
+	logger   *slog.Logger
+
+	mu   sync.Mutex // guards plan
+	plan *plan      // merged order of pushed families for one store generation
+}
+
+// New returns a scrape handler exposing the store's groups and what own
+// gathers (the gateway's own metrics; may be nil).
+func New(s Viewer, own prometheus.Gatherer, logger *slog.Logger) *Handler {
+	if own == nil {
+		own = prometheus.Gatherers{}
+	}
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{store: s, gatherer: own, logger: logger}
+}
+
+// plan is the pushed families of one store generation, merged by name.
+// It is immutable once built and shared by concurrent scrapes.
+type plan struct {
+	gen     uint64
+	entries []entry // sorted by name
+}
+
+type entry struct {
+	name string
+	help string
+	typ  dto.MetricType
+	fams []*family.Family // non-empty families, in group order
+	// slow is set when a family's names need escaping, so that the
+	// cached bytes cannot be used as they are.
+	slow bool
+}
+
+// currentPlan returns the plan of the store's current view, building it once
+// per generation; concurrent scrapes wait for the one that builds it.
+func (h *Handler) currentPlan() *plan {
+	v := h.store.View()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.plan != nil && h.plan.gen == v.Gen {
+		return h.plan
+	}
+	byName := map[string]*entry{}
+	for _, g := range v.Groups {
+		for _, f := range g.Families {
+			if f.Series == 0 {
+				continue
+			}
+			e := byName[f.Name]
+			if e == nil {
+				// The first group in key order gives the help string
+				// when groups disagree (the reference picks one too).
+				e = &entry{name: f.Name, help: f.Help, typ: f.Type}
+				byName[f.Name] = e
+			}
+			e.fams = append(e.fams, f)
+			e.slow = e.slow || f.Text == nil
+		}
+	}
+	p := &plan{gen: v.Gen, entries: make([]entry, 0, len(byName))}
+	for _, e := range byName {
+		p.entries = append(p.entries, *e)
+	}
+	sort.Slice(p.entries, func(i, j int) bool { return p.entries[i].name < p.entries[j].name })
+	h.plan = p
+	return p
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	own, err := h.gatherer.Gather()
+	if err != nil {
+		h.logger.Error("gather own metrics", "err", err)
+		http.Error(w, "gather own metrics: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	format := negotiate(r.Header)
+	p := h.currentPlan()
+
+	w.Header().Set("Content-Type", string(format))
+	var out *bufio.Writer
+	if gzipAccepted(r.Header) {
+		w.Header().Set("Content-Encoding", "gzip")
+		w.Header().Add("Vary", "Accept-Encoding")
+		gz := gzipPool.Get().(*gzip.Writer)
+		gz.Reset(w)
+		defer func() {
+			_ = gz.Close()
+			gzipPool.Put(gz)
+		}()
+		out = bufio.NewWriterSize(gz, 64<<10)
+	} else {
+		out = bufio.NewWriterSize(w, 64<<10)
+	}
+	if err := write(out, format, own, p); err != nil {
+		// Headers are out; all we can do is log and cut the response.
+		h.logger.Error("write scrape response", "err", err)
+		return
+	}
+	if err := out.Flush(); err != nil {
+		h.logger.Debug("write scrape response", "err", err)
+	}
+}
+
+var gzipPool = sync.Pool{New: func() any {
+	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
+	return gz
+}}
+
+// write merges own (sorted by name, as Gather returns them) and the plan.
+func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *plan) error {
+	fast := format.FormatType() == expfmt.TypeTextPlain || format.FormatType() == expfmt.TypeProtoDelim
+	var enc expfmt.Encoder
+	if !fast || needsSlowPath(own, p) {
+		enc = expfmt.NewEncoder(out, format)
+	}
+	i, j := 0, 0
+	for i < len(own) || j < len(p.entries) {
+		var o *dto.MetricFamily
+		var e *entry
+		switch {
+		case j == len(p.entries) || (i < len(own) && own[i].GetName() < p.entries[j].name):
+			o = own[i]
+			i++
+		case i == len(own) || p.entries[j].name < own[i].GetName():
+			e = &p.entries[j]
+			j++
+		default:
+			o, e = own[i], &p.entries[j]
+			i++
+			j++
+		}
+		if err := writeFamily(out, format, enc, fast, o, e); err != nil {
+			return err
+		}
+	}
+	if closer, ok := enc.(expfmt.Closer); ok {
+		return closer.Close()
+	}
+	return nil
+}
+
+// needsSlowPath reports whether the encoder is needed for some families.
+func needsSlowPath(own []*dto.MetricFamily, p *plan) bool {
+	for _, e := range p.entries {
+		if e.slow {
+			return true
+		}
+	}
+	for _, o := range own {
+		if family.NeedsEscaping(o) {
+			return true
+		}
+	}
+	return false
+}
+
+// writeFamily writes one family name: the own family o and/or the pushed
+// entry e, either of which may be nil. Own help and type win: the store
+// guarantees pushed types match them.
+func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fast bool, o *dto.MetricFamily, e *entry) error {
+	name, help, typ := "", "", dto.MetricType_UNTYPED
+	if e != nil {
+		name, help, typ = e.name, e.help, e.typ
+	}
+	if o != nil {
+		name, help, typ = o.GetName(), o.GetHelp(), o.GetType()
+	}
+	if !fast || (e != nil && e.slow) || (o != nil && family.NeedsEscaping(o)) {
+		mf, err := merged(name, help, typ, o, e)
+		if err != nil {
+			return err
+		}
+		return enc.Encode(mf)
+	}
+	if format.FormatType() == expfmt.TypeTextPlain {
+		b := family.AppendTextHeader(out.AvailableBuffer(), name, help, typ)
+		if _, err := out.Write(b); err != nil {
+			return err
+		}
+		if o != nil {
+			lines, err := family.TextLines(o)
+			if err != nil {
+				return err
+			}
+			if _, err := out.Write(lines); err != nil {
+				return err
+			}
+		}
+		if e != nil {
+			for _, f := range e.fams {
+				if _, err := out.Write(f.Text); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	// Delimited protobuf: one message whose metric entries are the own
+	// metrics followed by each group's encoded metrics.
+	var ownMetrics []byte
+	if o != nil {
+		var err error
+		if ownMetrics, err = proto.Marshal(&dto.MetricFamily{Metric: o.Metric}); err != nil {
+			return err
+		}
+	}
+	size := len(ownMetrics)
+	if e != nil {
+		for _, f := range e.fams {
+			size += len(f.Metrics)
+		}
+	}
+	head, err := family.AppendDelimitedHeader(out.AvailableBuffer(), name, help, typ, size)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Write(head); err != nil {
+		return err
+	}
+	if _, err := out.Write(ownMetrics); err != nil {
+		return err
+	}
+	if e != nil {
+		for _, f := range e.fams {
+			if _, err := out.Write(f.Metrics); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// merged decodes a family name into one MetricFamily, for the encoder.
+func merged(name, help string, typ dto.MetricType, o *dto.MetricFamily, e *entry) (*dto.MetricFamily, error) {
+	mf := &dto.MetricFamily{Name: proto.String(name), Type: typ.Enum()}
+	if help != "" {
+		mf.Help = proto.String(help)
+	}
+	if o != nil {
+		mf.Metric = append(mf.Metric, o.Metric...)
+	}
+	if e != nil {
+		for _, f := range e.fams {
+			d, err := f.Decode()
+			if err != nil {
+				return nil, err
+			}
+			mf.Metric = append(mf.Metric, d.Metric...)
+		}
+	}
+	return mf, nil
+}
+
+// negotiate picks the exposition format as the reference does (text 0.0.4
+// or protobuf, never OpenMetrics, for any Accept header that allows them),
+// and OpenMetrics only for a client that accepts nothing else. Prometheus
+// prefers OpenMetrics but also accepts text; serving it OpenMetrics would
+// rename every counter to *_total and break queries written against the
+// reference.
+func negotiate(h http.Header) expfmt.Format {
+	if onlyOpenMetrics(h.Get("Accept")) {
+		return expfmt.NegotiateAccept(h, expfmt.FmtOpenMetrics_1_0_0, expfmt.FmtOpenMetrics_0_0_1)
+	}
+	return expfmt.NegotiateAccept(h, expfmt.FmtProtoDelim, expfmt.FmtProtoText, expfmt.FmtProtoCompact, expfmt.FmtText)
+}
+
+// onlyOpenMetrics reports whether the Accept header names OpenMetrics and no
+// other media type that we serve.
+func onlyOpenMetrics(accept string) bool {
+	om := false
+	for _, clause := range strings.Split(accept, ",") {
+		mt, params, err := mime.ParseMediaType(strings.TrimSpace(clause))
+		if err != nil || params["q"] == "0" {
+			continue
+		}
+		switch mt {
+		case expfmt.OpenMetricsType:
+			om = true
+		case "text/plain", "text/*", "application/*", "*/*", expfmt.ProtoType:
+			return false
+		}
+	}
+	return om
+}
+
+// gzipAccepted reports whether the client accepts a gzip response.
+func gzipAccepted(h http.Header) bool {
+	for _, clause := range strings.Split(h.Get("Accept-Encoding"), ",") {
+		coding, params, _ := strings.Cut(strings.TrimSpace(clause), ";")
+		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
+			continue
+		}
+		q, found := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		if !found {
+			return true
+		}
+		v, err := strconv.ParseFloat(q, 64)
+		return err == nil && v > 0
+	}
+	return false
+}

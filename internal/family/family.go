@@ -1,0 +1,166 @@
+// Package family holds one metric family of one group in the forms a scrape
+// needs: the protobuf encoding of its metrics and its text exposition lines.
+// Both are produced once, when the family is pushed, so that a scrape only
+// concatenates bytes: the metrics of the same family name in different groups
+// are joined under one header, in text as in protobuf.
+package family
+
+import (
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"strings"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// Family is one metric family of one group. It is immutable once built and
+// safe for concurrent use; its byte slices must not be modified.
+type Family struct {
+	Name string
+	Help string
+	Type dto.MetricType
+	// Time is when the family was last pushed.
+	Time time.Time
+	// Series is the number of metrics (label sets) in the family.
+	Series int
+	// Metrics holds the family's metrics as protobuf field-4 entries of an
+	// io.prometheus.client.MetricFamily message. Entries of several groups
+	// concatenate into one valid message body, so this is the canonical
+	// stored form; Decode turns it back into a MetricFamily.
+	Metrics []byte
+	// Text holds the text format 0.0.4 sample lines, without HELP and TYPE.
+	// It is nil when a name needs escaping for legacy scrapers, in which
+	// case the family must be encoded per scrape (see NeedsEscaping).
+	Text []byte
+}
+
+// New encodes mf, which must be sanitized already (labels sorted, grouping
+// labels set) and have a valid type. mf is not retained.
+func New(mf *dto.MetricFamily, t time.Time) (*Family, error) {
+	f := &Family{
+		Name:   mf.GetName(),
+		Help:   mf.GetHelp(),
+		Type:   mf.GetType(),
+		Time:   t,
+		Series: len(mf.Metric),
+	}
+	if len(mf.Metric) == 0 {
+		return f, nil
+	}
+	var err error
+	f.Metrics, err = proto.Marshal(&dto.MetricFamily{Metric: mf.Metric})
+	if err != nil {
+		return nil, fmt.Errorf("encode family %q as protobuf: %w", f.Name, err)
+	}
+	if !NeedsEscaping(mf) {
+		if f.Text, err = TextLines(mf); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// TextLines returns the text exposition of mf's metrics without the HELP and
+// TYPE lines. The encoding itself is the library's (expfmt), so that our
+// lines are byte-identical to what client_golang would expose.
+func TextLines(mf *dto.MetricFamily) ([]byte, error) {
+	var buf bytes.Buffer
+	noHelp := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: mf.Metric}
+	if _, err := expfmt.MetricFamilyToText(&buf, noHelp); err != nil {
+		return nil, fmt.Errorf("encode family %q as text: %w", mf.GetName(), err)
+	}
+	b := buf.Bytes()
+	// Without a HELP, the first line is the TYPE line.
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return b, nil
+}
+
+// NeedsEscaping reports whether the family's metric name or any label name is
+// outside the legacy character set, so that its exposition depends on the
+// escaping scheme negotiated with the scraper.
+func NeedsEscaping(mf *dto.MetricFamily) bool {
+	if !model.LegacyValidation.IsValidMetricName(mf.GetName()) {
+		return true
+	}
+	for _, m := range mf.Metric {
+		for _, lp := range m.Label {
+			if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// Decode returns the family as a new MetricFamily that the caller owns.
+func (f *Family) Decode() (*dto.MetricFamily, error) {
+	mf := &dto.MetricFamily{}
+	if err := proto.Unmarshal(f.Metrics, mf); err != nil {
+		return nil, fmt.Errorf("decode family %q: %w", f.Name, err)
+	}
+	mf.Name = proto.String(f.Name)
+	if f.Help != "" {
+		mf.Help = proto.String(f.Help)
+	}
+	mf.Type = f.Type.Enum()
+	return mf, nil
+}
+
+// AppendTextHeader appends the HELP and TYPE lines of a family, as expfmt
+// writes them, for a legacy-valid name.
+func AppendTextHeader(b []byte, name, help string, typ dto.MetricType) []byte {
+	if help != "" {
+		b = append(b, "# HELP "...)
+		b = append(b, name...)
+		b = append(b, ' ')
+		b = append(b, helpEscaper.Replace(help)...)
+		b = append(b, '\n')
+	}
+	b = append(b, "# TYPE "...)
+	b = append(b, name...)
+	b = append(b, ' ')
+	b = append(b, TypeName(typ)...)
+	return append(b, '\n')
+}
+
+var helpEscaper = strings.NewReplacer(`\`, `\\`, "\n", `\n`)
+
+// TypeName is the type as the text format 0.0.4 spells it. It has no gauge
+// histogram, which it renders as a histogram (as expfmt does).
+func TypeName(t dto.MetricType) string {
+	switch t {
+	case dto.MetricType_COUNTER:
+		return "counter"
+	case dto.MetricType_GAUGE:
+		return "gauge"
+	case dto.MetricType_SUMMARY:
+		return "summary"
+	case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+		return "histogram"
+	default:
+		return "untyped"
+	}
+}
+
+// AppendDelimitedHeader appends the varint length prefix and the name, help
+// and type fields of a length-delimited MetricFamily message whose metric
+// entries (each group's Metrics) add up to bodyLen bytes and follow directly.
+func AppendDelimitedHeader(b []byte, name, help string, typ dto.MetricType, bodyLen int) ([]byte, error) {
+	mf := &dto.MetricFamily{Name: proto.String(name), Type: typ.Enum()}
+	if help != "" {
+		mf.Help = proto.String(help)
+	}
+	head, err := proto.Marshal(mf)
+	if err != nil {
+		return b, fmt.Errorf("encode header of family %q: %w", name, err)
+	}
+	b = binary.AppendUvarint(b, uint64(len(head)+bodyLen))
+	return append(b, head...), nil
+}

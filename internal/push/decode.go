@@ -1,0 +1,104 @@
+package push
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strings"
+
+	"github.com/klauspost/compress/gzip"
+	"github.com/klauspost/compress/snappy"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/encoding/protodelim"
+)
+
+// errTooLarge is returned by reads past the decompressed-size limit.
+type errTooLarge struct{ limit int64 }
+
+func (e errTooLarge) Error() string {
+	return fmt.Sprintf("decompressed body exceeds the limit of %d bytes (--push.max-decompressed-size)", e.limit)
+}
+
+// limitedReader fails once more than n bytes are read, unlike io.LimitReader
+// which would silently truncate a body.
+type limitedReader struct {
+	r     io.Reader
+	n     int64
+	limit int64
+}
+
+func (l *limitedReader) Read(p []byte) (int, error) {
+	if l.n <= 0 {
+		// Find out whether the body really goes on.
+		var b [1]byte
+		if n, _ := l.r.Read(b[:]); n > 0 {
+			return 0, errTooLarge{limit: l.limit}
+		}
+		return 0, io.EOF
+	}
+	if int64(len(p)) > l.n {
+		p = p[:l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n -= int64(n)
+	return n, err
+}
+
+// decompress wraps body according to Content-Encoding (gzip or framed
+// snappy, like the reference); other encodings are read as they are.
+func decompress(r *http.Request, body io.Reader) (io.Reader, func(), error) {
+	switch strings.ToLower(r.Header.Get("Content-Encoding")) {
+	case "gzip":
+		gr, err := gzip.NewReader(body)
+		if err != nil {
+			return nil, nil, fmt.Errorf("gzip body: %w", err)
+		}
+		return gr, func() { _ = gr.Close() }, nil
+	case "snappy":
+		return snappy.NewReader(body), func() {}, nil
+	default:
+		return body, func() {}, nil
+	}
+}
+
+// isProtobuf reports whether the Content-Type announces delimited protobuf
+// MetricFamily messages; anything else is read as text, as the reference does.
+func isProtobuf(contentType string) bool {
+	mt, params, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == expfmt.ProtoType &&
+		params["encoding"] == "delimited" && params["proto"] == expfmt.ProtoProtocol
+}
+
+// decodeBody parses a push body into families by name.
+func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFamily, error) {
+	if isProtobuf(contentType) {
+		return decodeProtobuf(body)
+	}
+	parser := expfmt.NewTextParser(scheme)
+	return parser.TextToMetricFamilies(body)
+}
+
+// decodeProtobuf reads length-delimited MetricFamily messages. A later
+// message of the same name replaces an earlier one (documented reference
+// behaviour). The size of one message is bounded by the body limits.
+func decodeProtobuf(body io.Reader) (map[string]*dto.MetricFamily, error) {
+	r := bufio.NewReader(body)
+	opts := protodelim.UnmarshalOptions{MaxSize: -1}
+	fams := map[string]*dto.MetricFamily{}
+	for i := 1; ; i++ {
+		mf := &dto.MetricFamily{}
+		err := opts.UnmarshalFrom(r, mf)
+		if errors.Is(err, io.EOF) {
+			return fams, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
+		}
+		fams[mf.GetName()] = mf
+	}
+}

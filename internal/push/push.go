@@ -1,0 +1,202 @@
+// Package push serves the push API: PUT, POST and DELETE on
+// /metrics/job/<JOB>{/<LABEL_NAME>/<LABEL_VALUE>}, with the URL scheme,
+// body formats, status codes and response bodies of prometheus/pushgateway.
+package push
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+
+	"github.com/pushgate/pushgate/internal/grouping"
+	"github.com/pushgate/pushgate/internal/store"
+)
+
+// Store is what the push API needs of the store.
+type Store interface {
+	Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error
+	Delete(key grouping.Key)
+}
+
+// Options configure the push API. The zero value accepts unbounded bodies.
+type Options struct {
+	// UTF8Names accepts UTF-8 metric and label names (--push.enable-utf8-names).
+	UTF8Names bool
+	// DisableConsistencyCheck answers 202 to every well-formed push, as the
+	// reference does with --push.disable-consistency-check. The check still
+	// runs (it is cheap here), so an inconsistent push is dropped and
+	// recorded as failed instead of breaking scrapes.
+	DisableConsistencyCheck bool
+	// MaxBodyBytes bounds the request body as sent; 0 means no limit.
+	MaxBodyBytes int64
+	// MaxDecompressedBytes bounds the body after decompression; 0 means no limit.
+	MaxDecompressedBytes int64
+	// Logger; nil discards.
+	Logger *slog.Logger
+}
+
+// API serves pushes and deletes.
+type API struct {
+	store   Store
+	opts    Options
+	scheme  model.ValidationScheme
+	logger  *slog.Logger
+	metrics *metrics
+}
+
+type metrics struct {
+	size     *prometheus.SummaryVec
+	duration *prometheus.SummaryVec
+}
+
+func newMetrics(reg prometheus.Registerer) *metrics {
+	objectives := map[float64]float64{0.1: 0.01, 0.5: 0.05, 0.9: 0.01}
+	m := &metrics{
+		size: prometheus.NewSummaryVec(prometheus.SummaryOpts{
+			Name:       "pushgateway_http_push_size_bytes",
+			Help:       "HTTP request size for pushes to the Pushgateway.",
+			Objectives: objectives,
+		}, []string{"method"}),
+		duration: prometheus.NewSummaryVec(prometheus.SummaryOpts{
+			Name:       "pushgateway_http_push_duration_seconds",
+			Help:       "HTTP request duration for pushes to the Pushgateway.",
+			Objectives: objectives,
+		}, []string{"method"}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.size, m.duration)
+	}
+	return m
+}
+
+// New returns the push API. Its metrics are registered with reg (nil: none).
+func New(s Store, opts Options, reg prometheus.Registerer) *API {
+	a := &API{store: s, opts: opts, scheme: model.LegacyValidation, logger: opts.Logger, metrics: newMetrics(reg)}
+	if opts.UTF8Names {
+		a.scheme = model.UTF8Validation
+	}
+	if a.logger == nil {
+		a.logger = slog.New(slog.DiscardHandler)
+	}
+	return a
+}
+
+// Push returns the handler for PUT (replace is true) or POST.
+func (a *API) Push(replace bool) http.Handler {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })
+	return promhttp.InstrumentHandlerRequestSize(a.metrics.size,
+		promhttp.InstrumentHandlerDuration(a.metrics.duration, h))
+}
+
+// Delete returns the handler for DELETE.
+func (a *API) Delete() http.Handler {
+	return http.HandlerFunc(a.delete)
+}
+
+// Reserved lists the push API's own metric families for the store's check.
+func Reserved() []store.Reserved {
+	return []store.Reserved{
+		{Name: "pushgateway_http_push_size_bytes", Type: dto.MetricType_SUMMARY},
+		{Name: "pushgateway_http_push_duration_seconds", Type: dto.MetricType_SUMMARY},
+	}
+}
+
+// groupingKey is the one place that turns a request into a grouping key.
+func (a *API) groupingKey(r *http.Request) (grouping.Key, error) {
+	// The decoded path, as the reference's router sees it: a "%2F" in a
+	// value separates components (use @base64 for such values).
+	rest, ok := strings.CutPrefix(r.URL.Path, "/metrics/")
+	if !ok {
+		return grouping.Key{}, errors.New("push path must start with /metrics/")
+	}
+	return grouping.ParsePath(rest, grouping.Options{UTF8Names: a.opts.UTF8Names})
+}
+
+func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
+	key, err := a.groupingKey(r)
+	if err != nil {
+		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL")
+		return
+	}
+	fams, err := a.readBody(w, r)
+	if err != nil {
+		status := http.StatusBadRequest
+		var maxBytes *http.MaxBytesError
+		var tooLarge errTooLarge
+		if errors.As(err, &maxBytes) || errors.As(err, &tooLarge) {
+			status = http.StatusRequestEntityTooLarge
+		}
+		if errors.As(err, &maxBytes) {
+			err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
+		}
+		a.reject(w, r, status, err, key.String(), "invalid push body")
+		return
+	}
+	err = a.store.Push(key, fams, replace)
+	switch {
+	case err == nil && a.opts.DisableConsistencyCheck:
+		w.WriteHeader(http.StatusAccepted)
+	case err == nil:
+		w.WriteHeader(http.StatusOK)
+	case errors.Is(err, store.ErrInvalid) && a.opts.DisableConsistencyCheck:
+		a.logger.Warn("push dropped: invalid or inconsistent",
+			"remote_addr", r.RemoteAddr, "method", r.Method, "grouping_key", key.String(), "err", err)
+		w.WriteHeader(http.StatusAccepted)
+	case errors.Is(err, store.ErrInvalid):
+		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected")
+	default:
+		a.reject(w, r, http.StatusInternalServerError, err, key.String(), "push failed")
+	}
+}
+
+func (a *API) readBody(w http.ResponseWriter, r *http.Request) (map[string]*dto.MetricFamily, error) {
+	body := r.Body
+	if a.opts.MaxBodyBytes > 0 {
+		body = http.MaxBytesReader(w, body, a.opts.MaxBodyBytes)
+	}
+	decoded, done, err := decompress(r, body)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	if a.opts.MaxDecompressedBytes > 0 {
+		decoded = &limitedReader{r: decoded, n: a.opts.MaxDecompressedBytes, limit: a.opts.MaxDecompressedBytes}
+	}
+	return decodeBody(r.Header.Get("Content-Type"), decoded, a.scheme)
+}
+
+func (a *API) delete(w http.ResponseWriter, r *http.Request) {
+	key, err := a.groupingKey(r)
+	if err != nil {
+		a.reject(w, r, http.StatusBadRequest, err, "", "invalid delete URL")
+		return
+	}
+	a.store.Delete(key)
+	w.WriteHeader(http.StatusAccepted)
+}
+
+// reject answers with a one-line reason and logs who sent what.
+func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, err error, key, msg string) {
+	level := slog.LevelDebug
+	if status != http.StatusBadRequest || errors.Is(err, store.ErrInvalid) {
+		// Malformed requests are the client's business (debug, like the
+		// reference); rejected and failed pushes are the operator's.
+		level = slog.LevelWarn
+	}
+	a.logger.Log(r.Context(), level, msg,
+		"remote_addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
+		"grouping_key", key, "status", status, "err", err)
+	http.Error(w, oneLine(err.Error()), status)
+}
+
+// oneLine keeps a response body to one line: parser errors can quote input.
+func oneLine(s string) string {
+	return strings.ReplaceAll(s, "\n", `\n`)
+}

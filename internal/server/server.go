@@ -1,0 +1,148 @@
+// Package server assembles the HTTP side: routes under the route prefix,
+// request instrumentation, health, readiness and the lifecycle endpoint.
+package server
+
+import (
+	"io"
+	"net/http"
+	"net/http/pprof"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/api"
+	"github.com/pushgate/pushgate/internal/store"
+)
+
+// Parts are the handlers the server routes to.
+type Parts struct {
+	// Push and Delete serve /metrics/job/...; Put is Push(true).
+	Put, Post, Delete http.Handler
+	Scrape            http.Handler
+	API               []api.Route
+	Groups, Status    http.HandlerFunc
+}
+
+// Options configure the routes.
+type Options struct {
+	// RoutePrefix is "" or "/x": all routes live below it.
+	RoutePrefix   string
+	TelemetryPath string
+	// EnableLifecycle serves PUT/POST /-/quit.
+	EnableLifecycle bool
+}
+
+// Server routes requests. Its zero value is not usable; use New.
+type Server struct {
+	handler  http.Handler
+	ready    atomic.Bool
+	quit     chan struct{}
+	quitOnce sync.Once
+	requests *prometheus.CounterVec
+}
+
+// Reserved lists the server's own metric families for the store's check.
+func Reserved() []store.Reserved {
+	return []store.Reserved{{Name: "pushgateway_http_requests_total", Type: dto.MetricType_COUNTER}}
+}
+
+// New builds the routes; metrics are registered with reg.
+func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
+	s := &Server{
+		quit: make(chan struct{}),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "pushgateway_http_requests_total",
+			Help: "Total HTTP requests processed by the Pushgateway, excluding scrapes.",
+		}, []string{"code", "handler", "method"}),
+	}
+	reg.MustRegister(s.requests)
+
+	mux := http.NewServeMux()
+	count := func(name string, h http.Handler) http.Handler {
+		return promhttp.InstrumentHandlerCounter(s.requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
+	}
+	// Writes wait for readiness (replay of durable state, once there is any).
+	write := func(h http.Handler) http.Handler { return s.whenReady(h) }
+
+	mux.Handle("GET "+opts.TelemetryPath, parts.Scrape)
+	for _, prefix := range []string{"/metrics/job/", "/metrics/job@base64/"} {
+		mux.Handle("PUT "+prefix, count("push", write(parts.Put)))
+		mux.Handle("POST "+prefix, count("push", write(parts.Post)))
+		mux.Handle("DELETE "+prefix, count("delete", write(parts.Delete)))
+	}
+	for _, r := range parts.API {
+		mux.Handle(apiPattern(r.Pattern), count(r.Name, r.Handler))
+	}
+	mux.Handle("GET /{$}", count("status", parts.Groups))
+	mux.Handle("GET /status", count("status", parts.Status))
+	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
+	mux.HandleFunc("GET /-/ready", s.readyz)
+	mux.HandleFunc("GET /-/quit", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = io.WriteString(w, "Only POST or PUT requests allowed.")
+	})
+	quit := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !opts.EnableLifecycle {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, "Lifecycle API is not enabled.")
+			return
+		}
+		_, _ = io.WriteString(w, "Requesting termination... Goodbye!")
+		s.quitOnce.Do(func() { close(s.quit) })
+	})
+	mux.Handle("PUT /-/quit", quit)
+	mux.Handle("POST /-/quit", quit)
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+
+	s.handler = mux
+	if opts.RoutePrefix != "" {
+		outer := http.NewServeMux()
+		outer.Handle(opts.RoutePrefix+"/", http.StripPrefix(opts.RoutePrefix, mux))
+		s.handler = outer
+	}
+	return s
+}
+
+// apiPattern places an API route ("GET /status") below /api/v1.
+func apiPattern(p string) string {
+	for i := 0; i < len(p); i++ {
+		if p[i] == ' ' {
+			return p[:i+1] + "/api/v1" + p[i+1:]
+		}
+	}
+	return "/api/v1" + p
+}
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// SetReady marks the gateway ready (or not) for writes and /-/ready.
+func (s *Server) SetReady(ready bool) { s.ready.Store(ready) }
+
+// Quit is closed when shutdown was requested through /-/quit.
+func (s *Server) Quit() <-chan struct{} { return s.quit }
+
+func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
+	if !s.ready.Load() {
+		http.Error(w, "not ready: restoring state", http.StatusServiceUnavailable)
+		return
+	}
+	_, _ = io.WriteString(w, "OK")
+}
+
+func (s *Server) whenReady(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.ready.Load() {
+			http.Error(w, "not ready: restoring state, try again shortly", http.StatusServiceUnavailable)
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}

@@ -1,0 +1,231 @@
+package store
+
+import (
+	"sort"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/cespare/xxhash/v2"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgate/pushgate/internal/family"
+	"github.com/pushgate/pushgate/internal/grouping"
+)
+
+// Names of the families the gateway adds to every group.
+const (
+	PushTimeName    = "push_time_seconds"
+	PushFailureName = "push_failure_time_seconds"
+	pushTimeHelp    = "Last Unix time when changing this group in the Pushgateway succeeded."
+	pushFailureHelp = "Last Unix time when changing this group in the Pushgateway failed."
+	instanceLabel   = "instance"
+	quantileLabel   = "quantile"
+)
+
+// prepared is a push that passed all checks that do not depend on the rest
+// of the store: sanitized, validated and encoded.
+type prepared struct {
+	families []*family.Family
+	// series holds one hash per metric of each family, in family order.
+	series [][]uint64
+	// byName maps a family name to its index, once the push is complete.
+	byName map[string]int
+}
+
+// prepare validates and encodes the pushed families. It modifies fams (the
+// caller's freshly decoded push) in place. It needs no lock.
+func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.ValidationScheme, now time.Time) (*prepared, error) {
+	// Like the reference, timestamps are checked first, over the whole push.
+	for _, mf := range fams {
+		for _, m := range mf.Metric {
+			if m.TimestampMs != nil {
+				return nil, ErrTimestamp
+			}
+		}
+	}
+	names := make([]string, 0, len(fams))
+	for name := range fams {
+		// The gateway's own timestamp families override pushed ones of
+		// that name (reference README, "About timestamps").
+		if name != PushTimeName && name != PushFailureName {
+			names = append(names, name)
+		}
+	}
+	sort.Strings(names)
+
+	p := &prepared{
+		families: make([]*family.Family, 0, len(names)),
+		series:   make([][]uint64, 0, len(names)),
+	}
+	seen := make(map[uint64]struct{})
+	for _, name := range names {
+		mf := fams[name]
+		if mf.GetName() != name {
+			// Protobuf pushes are keyed by their name field; keep them consistent.
+			mf.Name = proto.String(name)
+		}
+		if err := checkFamily(mf, scheme); err != nil {
+			return nil, err
+		}
+		hashes := make([]uint64, len(mf.Metric))
+		for i, m := range mf.Metric {
+			sanitizeLabels(m, key)
+			if err := checkLabels(name, mf.GetType(), m, scheme); err != nil {
+				return nil, err
+			}
+			h := seriesHash(name, m.Label)
+			if _, dup := seen[h]; dup {
+				return nil, invalidf("metric %s%s appears more than once in the push", name, formatLabels(m.Label))
+			}
+			seen[h] = struct{}{}
+			hashes[i] = h
+		}
+		f, err := family.New(mf, now)
+		if err != nil {
+			return nil, err
+		}
+		p.families = append(p.families, f)
+		p.series = append(p.series, hashes)
+	}
+	return p, nil
+}
+
+// checkFamily checks the name and that each metric carries the value its
+// family's type says (a protobuf push can mix them).
+func checkFamily(mf *dto.MetricFamily, scheme model.ValidationScheme) error {
+	name := mf.GetName()
+	if !scheme.IsValidMetricName(name) {
+		return invalidf("invalid metric name %q", name)
+	}
+	typ := mf.GetType()
+	if _, known := dto.MetricType_name[int32(typ)]; !known {
+		return invalidf("metric %s has unknown type %d", name, typ)
+	}
+	for _, m := range mf.Metric {
+		var ok bool
+		switch typ {
+		case dto.MetricType_COUNTER:
+			ok = m.Counter != nil
+		case dto.MetricType_GAUGE:
+			ok = m.Gauge != nil
+		case dto.MetricType_SUMMARY:
+			ok = m.Summary != nil
+		case dto.MetricType_UNTYPED:
+			ok = m.Untyped != nil
+		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
+			ok = m.Histogram != nil
+		}
+		if !ok {
+			return invalidf("metric %s%s has no %s value", name, formatLabels(m.Label), family.TypeName(typ))
+		}
+	}
+	return nil
+}
+
+// checkLabels applies client_golang's per-metric rules to a sanitized metric.
+func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.ValidationScheme) error {
+	prev := ""
+	for i, lp := range m.Label {
+		ln := lp.GetName()
+		if i > 0 && ln == prev {
+			return invalidf("metric %s%s has two or more labels named %q", name, formatLabels(m.Label), ln)
+		}
+		if !scheme.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix) {
+			return invalidf("metric %s%s has an invalid label name %q", name, formatLabels(m.Label), ln)
+		}
+		if typ == dto.MetricType_SUMMARY && ln == quantileLabel {
+			return invalidf("summary %s%s must not have an explicit %q label", name, formatLabels(m.Label), quantileLabel)
+		}
+		if !utf8.ValidString(lp.GetValue()) {
+			return invalidf("metric %s has a label %q whose value is not valid UTF-8: %q", name, ln, lp.GetValue())
+		}
+		prev = ln
+	}
+	return nil
+}
+
+// sanitizeLabels sets the grouping labels on m (their values win over pushed
+// ones), adds instance="" if m has no instance label, and sorts the labels.
+// An empty instance label keeps Prometheus from attaching its own (reference
+// README, "About the job and instance labels").
+func sanitizeLabels(m *dto.Metric, key grouping.Key) {
+	for _, gl := range key.Labels() {
+		found := false
+		for _, lp := range m.Label {
+			if lp.GetName() == gl.Name {
+				lp.Value = proto.String(gl.Value)
+				found = true
+			}
+		}
+		if !found {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(gl.Name), Value: proto.String(gl.Value)})
+		}
+	}
+	hasInstance := false
+	for _, lp := range m.Label {
+		if lp.GetName() == instanceLabel {
+			hasInstance = true
+			break
+		}
+	}
+	if !hasInstance {
+		m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(instanceLabel), Value: proto.String("")})
+	}
+	sort.SliceStable(m.Label, func(i, j int) bool { return m.Label[i].GetName() < m.Label[j].GetName() })
+}
+
+// seriesHash identifies a series by metric name and sorted label pairs, as
+// client_golang's consistency check does.
+func seriesHash(name string, labels []*dto.LabelPair) uint64 {
+	h := xxhash.New()
+	_, _ = h.WriteString(name)
+	_, _ = h.Write([]byte{model.SeparatorByte})
+	for _, lp := range labels {
+		_, _ = h.WriteString(lp.GetName())
+		_, _ = h.Write([]byte{model.SeparatorByte})
+		_, _ = h.WriteString(lp.GetValue())
+		_, _ = h.Write([]byte{model.SeparatorByte})
+	}
+	return h.Sum64()
+}
+
+func formatLabels(labels []*dto.LabelPair) string {
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i, lp := range labels {
+		if i > 0 {
+			sb.WriteByte(',')
+		}
+		sb.WriteString(lp.GetName())
+		sb.WriteString(`="`)
+		sb.WriteString(lp.GetValue())
+		sb.WriteByte('"')
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// timestampFamily builds push_time_seconds or push_failure_time_seconds for a
+// group; a zero t gives the value 0 ("never").
+func timestampFamily(key grouping.Key, name, help string, t, pushed time.Time) (*family.Family, uint64, error) {
+	var v float64
+	if !t.IsZero() {
+		v = float64(t.UnixNano()) / 1e9
+	}
+	m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(v)}}
+	sanitizeLabels(m, key)
+	mf := &dto.MetricFamily{
+		Name:   proto.String(name),
+		Help:   proto.String(help),
+		Type:   dto.MetricType_GAUGE.Enum(),
+		Metric: []*dto.Metric{m},
+	}
+	f, err := family.New(mf, pushed)
+	if err != nil {
+		return nil, 0, err
+	}
+	return f, seriesHash(name, m.Label), nil
+}
