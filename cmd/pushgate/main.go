@@ -26,6 +26,7 @@ import (
 	"github.com/pushgate/pushgate/internal/exposition"
 	"github.com/pushgate/pushgate/internal/push"
 	"github.com/pushgate/pushgate/internal/server"
+	"github.com/pushgate/pushgate/internal/snapshot"
 	"github.com/pushgate/pushgate/internal/store"
 	"github.com/pushgate/pushgate/internal/ui"
 )
@@ -43,7 +44,7 @@ func main() {
 // shutdownTimeout bounds how long in-flight requests may take at shutdown.
 const shutdownTimeout = 30 * time.Second
 
-func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := config.Parse(args, stdout)
 	if err != nil {
 		return err
@@ -118,8 +119,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		Groups: pages.Groups,
 		Status: pages.Status,
 	}, reg)
-	srv.SetReady(true)
 
+	// Serve /-/healthy at once; /-/ready and writes wait for the restore.
 	httpServer := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 30 * time.Second,
@@ -128,6 +129,32 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(httpServer, cfg.Web, logger) }()
+	var persister *snapshot.Persister
+	if cfg.PersistenceFile != "" {
+		start := time.Now()
+		n, err := snapshot.Load(st, cfg.PersistenceFile, logger.With("component", "snapshot"))
+		if err != nil {
+			_ = httpServer.Close()
+			return fmt.Errorf("restore from --persistence.file: %w", err)
+		}
+		logger.Info("restored persisted groups", "file", cfg.PersistenceFile, "groups", n, "duration", time.Since(start))
+		persister = snapshot.NewPersister(st, cfg.PersistenceFile, cfg.PersistenceInterval, logger.With("component", "snapshot"))
+	}
+	srv.SetReady(true)
+	persistCtx, stopPersisting := context.WithCancel(context.Background())
+	persistDone := make(chan error, 1)
+	if persister != nil {
+		go func() { persistDone <- persister.Run(persistCtx) }()
+	} else {
+		persistDone <- nil
+	}
+	defer func() {
+		stopPersisting()
+		if perr := <-persistDone; perr != nil {
+			err = errors.Join(err, fmt.Errorf("persist metrics at shutdown: %w", perr))
+		}
+	}()
+
 
 	select {
 	case err := <-serveErr:

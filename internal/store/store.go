@@ -172,22 +172,79 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 	if old != nil {
 		failure, failureHash, failTime = old.Families[PushFailureName], old.hashes[PushFailureName][0], old.FailTime
 	}
+	p.addTimestamps(pushTime, pushTimeHash, failure, failureHash)
+	if err := s.checkLocked(key, old, replace, p); err != nil {
+		s.recordFailureLocked(key, now)
+		return err
+	}
+	s.applyLocked(key, old, replace, p, now, failTime)
+	return nil
+}
+
+// Restored is a group read back from a snapshot.
+type Restored struct {
+	Key grouping.Key
+	// Families without push_time_seconds and push_failure_time_seconds.
+	Families map[string]*dto.MetricFamily
+	// Times holds each family's push time; a missing one is PushTime.
+	Times    map[string]time.Time
+	PushTime time.Time
+	FailTime time.Time
+}
+
+// Restore adds a group read from a snapshot. It applies the checks of a
+// push, so a group that would make the store inconsistent is refused with
+// an error wrapping ErrInvalid, and so is a group that exists already.
+func (s *Store) Restore(r Restored) error {
+	p, err := prepare(r.Key, r.Families, s.scheme, r.PushTime)
+	if err != nil {
+		return err
+	}
+	for _, f := range p.families {
+		if t, ok := r.Times[f.Name]; ok {
+			f.Time = t // not yet published, so still ours to set
+		}
+	}
+	pushTime, pushTimeHash, err := timestampFamily(r.Key, PushTimeName, pushTimeHelp, r.PushTime, r.PushTime)
+	if err != nil {
+		return err
+	}
+	failure, failureHash, err := timestampFamily(r.Key, PushFailureName, pushFailureHelp, r.FailTime, r.PushTime)
+	if err != nil {
+		return err
+	}
+	p.addTimestamps(pushTime, pushTimeHash, failure, failureHash)
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups[r.Key.ID()] != nil {
+		return invalidf("group %s is restored twice", r.Key)
+	}
+	if err := s.checkLocked(r.Key, nil, true, p); err != nil {
+		return err
+	}
+	s.applyLocked(r.Key, nil, true, p, r.PushTime, r.FailTime)
+	return nil
+}
+
+// addTimestamps completes a prepared push with the group's timestamp
+// families.
+func (p *prepared) addTimestamps(pushTime *family.Family, pushTimeHash uint64, failure *family.Family, failureHash uint64) {
 	p.families = append(p.families, pushTime, failure)
 	p.series = append(p.series, []uint64{pushTimeHash}, []uint64{failureHash})
 	p.byName = make(map[string]int, len(p.families))
 	for i, f := range p.families {
 		p.byName[f.Name] = i
 	}
+}
 
-	if err := s.checkLocked(key, old, replace, p); err != nil {
-		s.recordFailureLocked(key, now)
-		return err
-	}
+// applyLocked swaps in the group that results from applying a checked push.
+func (s *Store) applyLocked(key grouping.Key, old *Group, replace bool, p *prepared, pushTime, failTime time.Time) {
 	ng := &Group{
 		Key:      key,
 		Families: make(map[string]*family.Family, len(p.families)),
 		hashes:   make(map[string][]uint64, len(p.families)),
-		PushTime: now,
+		PushTime: pushTime,
 		FailTime: failTime,
 	}
 	if old != nil {
@@ -206,7 +263,6 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 		s.indexLocked(ng, f, p.series[i])
 	}
 	s.publishLocked(key.ID(), ng, old)
-	return nil
 }
 
 // has reports whether the push contains a family of that name.

@@ -1,0 +1,57 @@
+# pushgate build and test entry points. `make run` starts the gateway on
+# :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing).
+
+GO        ?= go
+BINARY    ?= pushgate
+PKG       := github.com/prometheus/common/version
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+REVISION  ?= $(shell git rev-parse HEAD 2>/dev/null || echo unknown)
+BRANCH    ?= $(shell git rev-parse --abbrev-ref HEAD 2>/dev/null || echo unknown)
+BUILDUSER ?= $(shell whoami 2>/dev/null)@$(shell hostname 2>/dev/null)
+BUILDDATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
+LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) \
+             -X $(PKG).Branch=$(BRANCH) -X $(PKG).BuildUser=$(BUILDUSER) -X $(PKG).BuildDate=$(BUILDDATE)
+
+# Fuzz targets as package:Target; `make fuzz` runs each for FUZZTIME.
+FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
+	xargs -r grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed -E 's#^(.*)/[^/]+_test.go:func (Fuzz[A-Za-z0-9_]*)#./\1:\2#' | sort -u)
+FUZZTIME ?= 5s
+
+.PHONY: all build run test unit e2e fuzz bench lint fmt clean
+
+all: lint build test
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BINARY) ./cmd/pushgate
+
+run: build
+	./$(BINARY) $(ARGS)
+
+test: lint unit fuzz
+
+unit:
+	$(GO) test -race -count=1 -timeout 15m ./...
+
+e2e:
+	$(GO) test -count=1 -timeout 10m ./e2e/...
+
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run='^$$' -fuzz="^$$name$$" -fuzztime=$(FUZZTIME) $$pkg; \
+	done
+
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+
+lint:
+	$(GO) vet ./...
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -f $(BINARY)
