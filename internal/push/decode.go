@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/encoding/protodelim"
+
+	"github.com/pushgate/pushgate/internal/openmetrics"
 )
 
 // errTooLarge is returned by reads past the decompressed-size limit.
@@ -74,10 +76,20 @@ func isProtobuf(contentType string) bool {
 		params["encoding"] == "delimited" && params["proto"] == expfmt.ProtoProtocol
 }
 
+// isOpenMetrics reports whether the Content-Type announces OpenMetrics text,
+// which the reference would misread as the 0.0.4 text format.
+func isOpenMetrics(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == expfmt.OpenMetricsType
+}
+
 // decodeBody parses a push body into families by name.
 func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFamily, error) {
 	if isProtobuf(contentType) {
 		return decodeProtobuf(body)
+	}
+	if isOpenMetrics(contentType) {
+		return openmetrics.Parse(body, scheme)
 	}
 	parser := expfmt.NewTextParser(scheme)
 	return parser.TextToMetricFamilies(body)
