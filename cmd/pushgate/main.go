@@ -23,6 +23,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/api"
 	"github.com/pushgate/pushgate/internal/config"
+	"github.com/pushgate/pushgate/internal/disk"
 	"github.com/pushgate/pushgate/internal/exposition"
 	"github.com/pushgate/pushgate/internal/push"
 	"github.com/pushgate/pushgate/internal/server"
@@ -60,16 +61,33 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("pushgateway"),
 	)
+	var db *disk.DB
+	if !cfg.InMemory {
+		db, err = disk.Open(cfg.StoragePath, disk.Options{Logger: logger.With("component", "disk"), Registerer: reg})
+		if err != nil {
+			return err
+		}
+		defer func() { err = errors.Join(err, db.Close()) }()
+	}
+	replay := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "pushgate_storage_replay_duration_seconds",
+		Help: "Time it took at start to restore the stored groups.",
+	})
+	reg.MustRegister(replay)
 	reserved, err := reservedFamilies(reg)
 	if err != nil {
 		return err
 	}
 
-	st := store.New(store.Options{
+	storeOpts := store.Options{
 		UTF8Names: cfg.EnableUTF8Names,
 		Reserved:  reserved,
 		Logger:    logger.With("component", "store"),
-	})
+	}
+	if db != nil {
+		storeOpts.Journal = db
+	}
+	st := store.New(storeOpts)
 	st.RegisterMetrics(reg)
 
 	pushAPI := push.New(st, push.Options{
@@ -106,10 +124,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return fmt.Errorf("load UI templates: %w", err)
 	}
+	var health func() error
+	if db != nil {
+		health = db.Healthy
+	}
 	srv := server.New(server.Options{
 		RoutePrefix:     cfg.RoutePrefix,
 		TelemetryPath:   cfg.TelemetryPath,
 		EnableLifecycle: cfg.EnableLifecycle,
+		Health:          health,
 	}, server.Parts{
 		Put:    pushAPI.Push(true),
 		Post:   pushAPI.Push(false),
@@ -129,17 +152,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(httpServer, cfg.Web, logger) }()
-	var persister *snapshot.Persister
-	if cfg.PersistenceFile != "" {
-		start := time.Now()
-		n, err := snapshot.Load(st, cfg.PersistenceFile, logger.With("component", "snapshot"))
-		if err != nil {
-			_ = httpServer.Close()
-			return fmt.Errorf("restore from --persistence.file: %w", err)
-		}
-		logger.Info("restored persisted groups", "file", cfg.PersistenceFile, "groups", n, "duration", time.Since(start))
-		persister = snapshot.NewPersister(st, cfg.PersistenceFile, cfg.PersistenceInterval, logger.With("component", "snapshot"))
+	start := time.Now()
+	persister, err := restore(cfg, st, db, logger)
+	if err != nil {
+		_ = httpServer.Close()
+		return err
 	}
+	replay.Set(time.Since(start).Seconds())
+	logger.Info("ready", "groups", st.Stats().Groups, "series", st.Stats().Series, "restore_duration", time.Since(start))
 	srv.SetReady(true)
 	persistCtx, stopPersisting := context.WithCancel(context.Background())
 	persistDone := make(chan error, 1)
@@ -174,6 +194,50 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	logger.Info("HTTP server stopped")
 	return nil
+}
+
+// restore brings back the stored groups: from the durable storage (and, on
+// its first start, from a reference persistence file to import), or, in
+// memory-only mode, from the persistence file that it then keeps rewriting.
+func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logger) (*snapshot.Persister, error) {
+	snapLogger := logger.With("component", "snapshot")
+	if db == nil {
+		if cfg.PersistenceFile == "" {
+			return nil, nil
+		}
+		n, err := snapshot.Load(st, cfg.PersistenceFile, snapLogger)
+		if err != nil {
+			return nil, fmt.Errorf("restore from --persistence.file: %w", err)
+		}
+		logger.Info("restored persisted groups", "file", cfg.PersistenceFile, "groups", n)
+		return snapshot.NewPersister(st, cfg.PersistenceFile, cfg.PersistenceInterval, snapLogger), nil
+	}
+	if err := db.ForEach(st.Load); err != nil {
+		return nil, fmt.Errorf("restore from storage (the file is left as it is; move it away to start empty): %w", err)
+	}
+	if cfg.PersistenceFile == "" {
+		return nil, nil
+	}
+	imported, err := db.Imported()
+	if err != nil {
+		return nil, fmt.Errorf("read storage metadata: %w", err)
+	}
+	switch {
+	case imported != "":
+		logger.Debug("persistence file was imported before; ignoring it", "file", cfg.PersistenceFile, "imported", imported)
+	case st.Stats().Groups > 0:
+		logger.Warn("storage has data; not importing --persistence.file", "file", cfg.PersistenceFile, "storage", db.Path())
+	default:
+		n, err := snapshot.Load(st, cfg.PersistenceFile, snapLogger)
+		if err != nil {
+			return nil, fmt.Errorf("import --persistence.file: %w", err)
+		}
+		if err := db.SetImported(cfg.PersistenceFile); err != nil {
+			return nil, fmt.Errorf("record import of --persistence.file: %w", err)
+		}
+		logger.Info("imported reference persistence file; it is left untouched", "file", cfg.PersistenceFile, "groups", n, "storage", db.Path())
+	}
+	return nil, nil
 }
 
 // reservedFamilies lists the gateway's own metric families, which pushed

@@ -17,7 +17,7 @@ import (
 // Store is what the API needs of the store.
 type Store interface {
 	View() *store.View
-	Wipe()
+	Wipe() error
 }
 
 // Options describe the running gateway for the status endpoint.
@@ -202,6 +202,10 @@ func value(m *dto.Metric) float64 {
 
 func (a *API) wipe(w http.ResponseWriter, r *http.Request) {
 	a.logger.Info("wiping all groups", "remote_addr", r.RemoteAddr)
-	a.store.Wipe()
+	if err := a.store.Wipe(); err != nil {
+		a.logger.Error("wipe", "remote_addr", r.RemoteAddr, "err", err)
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }

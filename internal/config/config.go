@@ -29,6 +29,8 @@ type Config struct {
 	ExternalPathPrefix      string // path of ExternalURL, normalized like RoutePrefix
 	EnableLifecycle         bool
 	EnableAdminAPI          bool
+	StoragePath             string
+	InMemory                bool
 	PersistenceFile         string
 	PersistenceInterval     time.Duration
 	DisableConsistencyCheck bool
@@ -67,8 +69,10 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").StringVar(&cfg.RoutePrefix)
 	app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").BoolVar(&cfg.EnableLifecycle)
 	app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").BoolVar(&cfg.EnableAdminAPI)
-	app.Flag("persistence.file", "File to persist metrics. If empty, metrics are only kept in memory.").Default("").StringVar(&cfg.PersistenceFile)
-	app.Flag("persistence.interval", "The minimum interval at which to write out the persistence file.").Default("5m").DurationVar(&cfg.PersistenceInterval)
+	app.Flag("storage.path", "Directory of the durable storage. Every push is on disk (fsynced) there before it is acknowledged.").Default("data").StringVar(&cfg.StoragePath)
+	app.Flag("storage.in-memory", "Keep pushed metrics in memory only, like the reference without --persistence.file; --persistence.file then works as in the reference.").Default("false").BoolVar(&cfg.InMemory)
+	app.Flag("persistence.file", "A persistence file of prometheus/pushgateway. With durable storage it is imported once, on the first start, and left untouched; with --storage.in-memory it is loaded at start and rewritten every --persistence.interval, as the reference does.").Default("").StringVar(&cfg.PersistenceFile)
+	app.Flag("persistence.interval", "With --storage.in-memory and --persistence.file: the interval at which the persistence file is rewritten. With durable storage: how often the storage file is checked for compaction.").Default("5m").DurationVar(&cfg.PersistenceInterval)
 	app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").BoolVar(&cfg.DisableConsistencyCheck)
 	app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").BoolVar(&cfg.EnableUTF8Names)
 	app.Flag("push.max-body-size", "Maximum size of a push request body as sent (possibly compressed). 0 means no limit.").Default("64MiB").BytesVar(&maxBody)
@@ -105,6 +109,9 @@ func (c *Config) Validate() error {
 	}
 	if strings.HasPrefix(c.TelemetryPath, "/metrics/") {
 		errs = append(errs, fmt.Errorf("--web.telemetry-path %q would shadow the push API", c.TelemetryPath))
+	}
+	if !c.InMemory && c.StoragePath == "" {
+		errs = append(errs, errors.New("--storage.path must not be empty (use --storage.in-memory for no durable storage)"))
 	}
 	if c.PersistenceInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--persistence.interval must be positive, got %s", c.PersistenceInterval))

@@ -22,7 +22,7 @@ import (
 // Store is what the push API needs of the store.
 type Store interface {
 	Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error
-	Delete(key grouping.Key)
+	Delete(key grouping.Key) error
 }
 
 // Options configure the push API. The zero value accepts unbounded bodies.
@@ -151,6 +151,9 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		w.WriteHeader(http.StatusAccepted)
 	case errors.Is(err, store.ErrInvalid):
 		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected")
+	case errors.Is(err, store.ErrStorage):
+		// Nothing was changed; the client may retry.
+		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "push not stored")
 	default:
 		a.reject(w, r, http.StatusInternalServerError, err, key.String(), "push failed")
 	}
@@ -178,7 +181,10 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 		a.reject(w, r, http.StatusBadRequest, err, "", "invalid delete URL")
 		return
 	}
-	a.store.Delete(key)
+	if err := a.store.Delete(key); err != nil {
+		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "delete not stored")
+		return
+	}
 	w.WriteHeader(http.StatusAccepted)
 }
 

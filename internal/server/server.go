@@ -33,11 +33,15 @@ type Options struct {
 	TelemetryPath string
 	// EnableLifecycle serves PUT/POST /-/quit.
 	EnableLifecycle bool
+	// Health reports a failure that makes the gateway unready (such as
+	// failing storage); nil means none.
+	Health func() error
 }
 
 // Server routes requests. Its zero value is not usable; use New.
 type Server struct {
 	handler  http.Handler
+	health   func() error
 	ready    atomic.Bool
 	quit     chan struct{}
 	quitOnce sync.Once
@@ -52,7 +56,8 @@ func Reserved() []store.Reserved {
 // New builds the routes; metrics are registered with reg.
 func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	s := &Server{
-		quit: make(chan struct{}),
+		health: opts.Health,
+		quit:   make(chan struct{}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "pushgateway_http_requests_total",
 			Help: "Total HTTP requests processed by the Pushgateway, excluding scrapes.",
@@ -133,6 +138,12 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 	if !s.ready.Load() {
 		http.Error(w, "not ready: restoring state", http.StatusServiceUnavailable)
 		return
+	}
+	if s.health != nil {
+		if err := s.health(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
 	}
 	_, _ = io.WriteString(w, "OK")
 }

@@ -1,0 +1,385 @@
+// Package disk keeps the durable copy of the store in an embedded bbolt
+// database (go.etcd.io/bbolt): one key per group, holding the store's
+// checksummed encoding of it. bbolt writes copy-on-write pages and switches
+// to a new root with one meta page write, so a crash at any moment leaves
+// the last committed state, never a torn one; its meta pages are
+// checksummed, our values are too.
+//
+// Writes are group-committed by a single committer goroutine: a write that
+// arrives while a commit (and its fsync) runs joins the next one, so
+// concurrent pushes share fsyncs without an artificial delay, and a push is
+// acknowledged only after its commit returned.
+package disk
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+)
+
+// FileName is the database file inside the storage directory.
+const FileName = "pushgate.db"
+
+var (
+	groupsBucket = []byte("groups")
+	metaBucket   = []byte("meta")
+	versionKey   = []byte("format_version")
+	importedKey  = []byte("imported_persistence_file")
+)
+
+// formatVersion is the layout of the database (buckets and keys); values
+// carry their own version.
+const formatVersion = "1"
+
+// maxBatch bounds how many writes share one commit.
+const maxBatch = 4096
+
+// Options configure the database.
+type Options struct {
+	// ProbeInterval is how often a failing database is probed for
+	// recovery; 0 means 2s.
+	ProbeInterval time.Duration
+	Logger        *slog.Logger
+	Registerer    prometheus.Registerer
+}
+
+// DB is the durable copy of the groups. Its methods are safe for concurrent use.
+type DB struct {
+	db      *bolt.DB
+	path    string
+	logger  *slog.Logger
+	metrics *metrics
+
+	reqs      chan *request
+	stop      chan struct{}
+	wg        sync.WaitGroup
+	closeOnce sync.Once
+
+	// failure is the error of the last commit if it failed, else nil.
+	failure atomic.Pointer[error]
+}
+
+type op int
+
+const (
+	opPut op = iota
+	opDelete
+	opDeleteAll
+	opProbe
+)
+
+type request struct {
+	op    op
+	key   string
+	value []byte
+	done  chan error
+}
+
+type metrics struct {
+	commitDuration prometheus.Histogram
+	batchSize      prometheus.Histogram
+	failures       prometheus.Counter
+}
+
+// Open opens or creates the database in dir.
+func Open(dir string, opts Options) (*DB, error) {
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return nil, fmt.Errorf("create storage directory: %w", err)
+	}
+	path := filepath.Join(dir, FileName)
+	db, err := bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      2 * time.Second, // another process holds the file lock
+		FreelistType: bolt.FreelistMapType,
+	})
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
+		}
+		return nil, fmt.Errorf("open storage %s: %w", path, err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(versionKey); v == nil {
+			if err := meta.Put(versionKey, []byte(formatVersion)); err != nil {
+				return err
+			}
+		} else if string(v) != formatVersion {
+			return fmt.Errorf("unknown storage format version %q (this pushgate reads %q)", v, formatVersion)
+		}
+		_, err = tx.CreateBucketIfNotExists(groupsBucket)
+		return err
+	}); err != nil {
+		return nil, errors.Join(fmt.Errorf("initialize storage %s: %w", path, err), db.Close())
+	}
+	logger := opts.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	d := &DB{
+		db:     db,
+		path:   path,
+		logger: logger,
+		reqs:   make(chan *request, maxBatch),
+		stop:   make(chan struct{}),
+	}
+	d.metrics = d.newMetrics(opts.Registerer)
+	probe := opts.ProbeInterval
+	if probe <= 0 {
+		probe = 2 * time.Second
+	}
+	d.wg.Add(2)
+	go d.commitLoop()
+	go d.probeLoop(probe)
+	return d, nil
+}
+
+func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
+	m := &metrics{
+		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushgate_storage_commit_duration_seconds",
+			Help:    "Duration of storage commits, including fsync.",
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushgate_storage_commit_batch_size",
+			Help:    "Number of writes that shared one storage commit.",
+			Buckets: prometheus.ExponentialBuckets(1, 2, 12),
+		}),
+		failures: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgate_storage_commit_failures_total",
+			Help: "Storage commits that failed; their writes were refused.",
+		}),
+	}
+	if reg != nil {
+		reg.MustRegister(m.commitDuration, m.batchSize, m.failures,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "pushgate_storage_bytes",
+				Help: "Size of the storage file on disk.",
+			}, func() float64 {
+				fi, err := os.Stat(d.path)
+				if err != nil {
+					return 0
+				}
+				return float64(fi.Size())
+			}),
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "pushgate_storage_healthy",
+				Help: "1 if the last storage commit succeeded, 0 if it failed.",
+			}, func() float64 {
+				if d.Healthy() != nil {
+					return 0
+				}
+				return 1
+			}),
+		)
+	}
+	return m
+}
+
+// Path is the database file.
+func (d *DB) Path() string { return d.path }
+
+// Save stores a group value; it returns once the value is on disk.
+func (d *DB) Save(id string, value []byte) error {
+	return d.submit(&request{op: opPut, key: id, value: value})
+}
+
+// Remove deletes a group; it returns once the deletion is on disk.
+func (d *DB) Remove(id string) error {
+	return d.submit(&request{op: opDelete, key: id})
+}
+
+// RemoveAll deletes all groups; it returns once the deletion is on disk.
+func (d *DB) RemoveAll() error {
+	return d.submit(&request{op: opDeleteAll})
+}
+
+var errClosed = errors.New("storage is closed")
+
+func (d *DB) submit(r *request) error {
+	r.done = make(chan error, 1)
+	select {
+	case d.reqs <- r:
+	case <-d.stop:
+		return errClosed
+	}
+	select {
+	case err := <-r.done:
+		return err
+	case <-d.stop:
+		// Closing: the committer may have exited before taking r.
+		select {
+		case err := <-r.done:
+			return err
+		case <-time.After(time.Second):
+			return errClosed
+		}
+	}
+}
+
+// commitLoop is the only writer: it commits whatever writes are waiting,
+// then the ones that arrived meanwhile.
+func (d *DB) commitLoop() {
+	defer d.wg.Done()
+	batch := make([]*request, 0, maxBatch)
+	for {
+		select {
+		case r := <-d.reqs:
+			batch = append(batch[:0], r)
+		case <-d.stop:
+			// Writes still queued get an error; none is acknowledged.
+			for {
+				select {
+				case r := <-d.reqs:
+					r.done <- errClosed
+				default:
+					return
+				}
+			}
+		}
+	drain:
+		for len(batch) < maxBatch {
+			select {
+			case r := <-d.reqs:
+				batch = append(batch, r)
+			default:
+				break drain
+			}
+		}
+		start := time.Now()
+		err := d.db.Update(func(tx *bolt.Tx) error {
+			for _, r := range batch {
+				if err := apply(tx, r); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
+		d.metrics.batchSize.Observe(float64(len(batch)))
+		d.setFailure(err)
+		if err != nil {
+			err = fmt.Errorf("commit to %s: %w", d.path, err)
+		}
+		for _, r := range batch {
+			r.done <- err
+		}
+	}
+}
+
+func apply(tx *bolt.Tx, r *request) error {
+	switch r.op {
+	case opPut:
+		return tx.Bucket(groupsBucket).Put([]byte(r.key), r.value)
+	case opDelete:
+		return tx.Bucket(groupsBucket).Delete([]byte(r.key))
+	case opDeleteAll:
+		if err := tx.DeleteBucket(groupsBucket); err != nil {
+			return err
+		}
+		_, err := tx.CreateBucket(groupsBucket)
+		return err
+	case opProbe:
+		// Rewrite the format version: a real write that changes nothing.
+		return tx.Bucket(metaBucket).Put(versionKey, []byte(formatVersion))
+	}
+	return fmt.Errorf("unknown storage operation %d", r.op)
+}
+
+func (d *DB) setFailure(err error) {
+	if err == nil {
+		if d.failure.Swap(nil) != nil {
+			d.logger.Info("storage commits succeed again", "file", d.path)
+		}
+		return
+	}
+	d.metrics.failures.Inc()
+	if d.failure.Swap(&err) == nil {
+		d.logger.Error("storage commit failed; writes are refused until it recovers", "file", d.path, "err", err)
+	}
+}
+
+// Healthy returns the error of the last commit, if it failed.
+func (d *DB) Healthy() error {
+	if p := d.failure.Load(); p != nil {
+		return fmt.Errorf("storage %s: %w", d.path, *p)
+	}
+	return nil
+}
+
+// probeLoop commits a no-op write while the database fails, so that it is
+// found healthy again once the disk recovers, without waiting for a push.
+func (d *DB) probeLoop(interval time.Duration) {
+	defer d.wg.Done()
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.stop:
+			return
+		case <-t.C:
+			if d.Healthy() != nil {
+				_ = d.submit(&request{op: opProbe})
+			}
+		}
+	}
+}
+
+// ForEach calls fn with every stored group value, in key order. The value
+// is only valid during the call. An error of fn is returned with the
+// position of the value in the file, so corruption can be located.
+func (d *DB) ForEach(fn func(value []byte) error) error {
+	base := d.db.Info().Data
+	return d.db.View(func(tx *bolt.Tx) error {
+		return tx.Bucket(groupsBucket).ForEach(func(k, v []byte) error {
+			if err := fn(v); err != nil {
+				var offset uintptr
+				if len(v) > 0 {
+					offset = uintptr(unsafe.Pointer(&v[0])) - base
+				}
+				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, k, offset, err)
+			}
+			return nil
+		})
+	})
+}
+
+// Imported returns the persistence file imported into this database, if any.
+func (d *DB) Imported() (string, error) {
+	var path string
+	err := d.db.View(func(tx *bolt.Tx) error {
+		path = string(tx.Bucket(metaBucket).Get(importedKey))
+		return nil
+	})
+	return path, err
+}
+
+// SetImported records that a persistence file was imported.
+func (d *DB) SetImported(path string) error {
+	return d.db.Update(func(tx *bolt.Tx) error {
+		return tx.Bucket(metaBucket).Put(importedKey, []byte(path))
+	})
+}
+
+// Close stops the committer and closes the file. Writes after Close fail.
+func (d *DB) Close() error {
+	var err error
+	d.closeOnce.Do(func() {
+		close(d.stop)
+		d.wg.Wait()
+		err = d.db.Close()
+	})
+	return err
+}

@@ -1,0 +1,248 @@
+package store
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/family"
+	"github.com/pushgate/pushgate/internal/grouping"
+)
+
+// A stored group value is:
+//
+//	magic "PGG" | version byte | body | CRC32C (Castagnoli) of all before, 4 bytes little endian
+//
+// and the body (varints unsigned unless noted, strings as length + bytes):
+//
+//	label count, then name, value per label
+//	push time, failure time (signed varint Unix nanoseconds; 0 = zero time)
+//	family count, then per family: name, help, type, time, series count,
+//	    metrics bytes, text flag (0 absent / 1 present) [+ text bytes],
+//	    one 8-byte hash per series
+//
+// It holds the encoded forms and series hashes, so that loading a group needs
+// no decoding and no re-encoding. The timestamp families are derived from the
+// two times and not stored.
+const (
+	codecMagic   = "PGG"
+	codecVersion = 1
+)
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// ErrCorrupt is wrapped by errors about stored values that fail to decode.
+var ErrCorrupt = errors.New("corrupt stored group")
+
+func encodeGroup(g *Group) []byte {
+	size := 64
+	for _, f := range g.Families {
+		size += len(f.Name) + len(f.Help) + len(f.Metrics) + len(f.Text) + 8*len(g.hashes[f.Name]) + 48
+	}
+	b := make([]byte, 0, size)
+	b = append(b, codecMagic...)
+	b = append(b, codecVersion)
+	labels := g.Key.Labels()
+	b = binary.AppendUvarint(b, uint64(len(labels)))
+	for _, l := range labels {
+		b = appendString(b, l.Name)
+		b = appendString(b, l.Value)
+	}
+	b = binary.AppendVarint(b, unixNano(g.PushTime))
+	b = binary.AppendVarint(b, unixNano(g.FailTime))
+	n := 0
+	for name := range g.Families {
+		if name != PushTimeName && name != PushFailureName {
+			n++
+		}
+	}
+	b = binary.AppendUvarint(b, uint64(n))
+	for name, f := range g.Families {
+		if name == PushTimeName || name == PushFailureName {
+			continue
+		}
+		b = appendString(b, f.Name)
+		b = appendString(b, f.Help)
+		b = binary.AppendUvarint(b, uint64(f.Type))
+		b = binary.AppendVarint(b, unixNano(f.Time))
+		b = binary.AppendUvarint(b, uint64(f.Series))
+		b = appendString(b, string(f.Metrics))
+		if f.Text == nil {
+			b = append(b, 0)
+		} else {
+			b = append(b, 1)
+			b = appendString(b, string(f.Text))
+		}
+		for _, h := range g.hashes[name] {
+			b = binary.LittleEndian.AppendUint64(b, h)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+func unixNano(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func fromUnixNano(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n)
+}
+
+// decoder reads a value with a sticky error.
+type decoder struct {
+	b   []byte
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.err = errors.New("bad varint")
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+// bytes returns a copy: stored values may live in memory we do not own.
+func (d *decoder) bytes() []byte {
+	n := d.uvarint()
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.b)) {
+		d.err = errors.New("length beyond end")
+		return nil
+	}
+	out := make([]byte, n)
+	copy(out, d.b[:n])
+	d.b = d.b[n:]
+	return out
+}
+
+func (d *decoder) string() string { return string(d.bytes()) }
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) == 0 {
+		d.err = errors.New("unexpected end")
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uint64() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.b) < 8 {
+		d.err = errors.New("unexpected end")
+		return 0
+	}
+	v := binary.LittleEndian.Uint64(d.b)
+	d.b = d.b[8:]
+	return v
+}
+
+// decodeGroup decodes a stored value into a group without its timestamp
+// families (see withTimestamps).
+func decodeGroup(v []byte) (*Group, error) {
+	if len(v) < len(codecMagic)+1+4 || string(v[:len(codecMagic)]) != codecMagic {
+		return nil, fmt.Errorf("%w: bad magic", ErrCorrupt)
+	}
+	body, sum := v[:len(v)-4], binary.LittleEndian.Uint32(v[len(v)-4:])
+	if crc32.Checksum(body, castagnoli) != sum {
+		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
+	}
+	if version := v[len(codecMagic)]; version != codecVersion {
+		return nil, fmt.Errorf("%w: unknown format version %d", ErrCorrupt, version)
+	}
+	d := &decoder{b: body[len(codecMagic)+1:]}
+	labels := make(map[string]string)
+	for i, n := 0, d.uvarint(); d.err == nil && uint64(i) < n; i++ {
+		name := d.string()
+		labels[name] = d.string()
+	}
+	g := &Group{PushTime: fromUnixNano(d.varint()), FailTime: fromUnixNano(d.varint())}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(d.b)) {
+		d.err = errors.New("family count beyond end")
+	}
+	g.Families = make(map[string]*family.Family, n+2)
+	g.hashes = make(map[string][]uint64, n+2)
+	for i := uint64(0); d.err == nil && i < n; i++ {
+		f := &family.Family{
+			Name:   d.string(),
+			Help:   d.string(),
+			Type:   dto.MetricType(d.uvarint()),
+			Time:   fromUnixNano(d.varint()),
+			Series: int(d.uvarint()),
+		}
+		f.Metrics = d.bytes()
+		if len(f.Metrics) == 0 {
+			f.Metrics = nil
+		}
+		if d.byte() == 1 {
+			f.Text = d.bytes()
+		}
+		if d.err == nil && uint64(f.Series)*8 > uint64(len(d.b)) {
+			d.err = errors.New("series count beyond end")
+			break
+		}
+		hashes := make([]uint64, f.Series)
+		for j := range hashes {
+			hashes[j] = d.uint64()
+		}
+		g.Families[f.Name] = f
+		if f.Series > 0 {
+			g.hashes[f.Name] = hashes
+		}
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.err = errors.New("trailing bytes")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, d.err)
+	}
+	key, err := grouping.FromMap(labels)
+	if err != nil {
+		return nil, fmt.Errorf("%w: grouping key: %v", ErrCorrupt, err)
+	}
+	g.Key = key
+	return g, nil
+}

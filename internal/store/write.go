@@ -1,0 +1,527 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/family"
+	"github.com/pushgate/pushgate/internal/grouping"
+)
+
+// ErrStorage is wrapped by errors of the journal: the change was not made.
+var ErrStorage = errors.New("storage failed")
+
+// Every change to a group goes the same way:
+//
+//  1. prepare (no lock): sanitize, validate, encode the pushed families;
+//  2. under mu: check against the indexes, build the new group value and
+//     reserve its index entries (so that concurrent pushes to other groups
+//     see them), then release mu;
+//  3. write the value to the journal (no lock but the group's own; this is
+//     where concurrent writes share an fsync);
+//  4. under mu: publish the group and drop the old value's index entries,
+//     or, if the journal failed, undo the reservation.
+//
+// A failed write therefore leaves nothing behind, and readers only ever see
+// durable groups.
+
+// Push stores fams as the group key. With replace (PUT) all families of the
+// group are replaced, otherwise (POST) only those of the names pushed. fams
+// are the freshly decoded push; Push takes ownership and modifies them.
+//
+// A push that is invalid or would make the exposition inconsistent returns
+// an error wrapping ErrInvalid and changes nothing but the group's
+// push_failure_time_seconds. Unlike the reference, a failed push to a new
+// group creates that group (with push_time_seconds 0) only where its
+// timestamp series collide with no other group, so the store always stays
+// consistent. An error wrapping ErrStorage means the journal failed and
+// nothing changed.
+func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error {
+	s.writers.RLock()
+	defer s.writers.RUnlock()
+	defer s.keys.lock(key.ID())()
+
+	now := s.now()
+	p, err := prepare(key, fams, s.scheme, now)
+	if err != nil {
+		s.recordFailure(key, now)
+		return err
+	}
+	pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, now, now)
+	if err != nil {
+		return err
+	}
+	// For a new group; an existing one keeps its failure time.
+	noFailure, noFailureHash, err := timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now)
+	if err != nil {
+		return err
+	}
+
+	s.mu.Lock()
+	old := s.groups[key.ID()]
+	failure, failureHash := noFailure, noFailureHash
+	var failTime time.Time
+	if old != nil {
+		failure, failureHash, failTime = old.Families[PushFailureName], old.hashes[PushFailureName][0], old.FailTime
+	}
+	p.addTimestamps(pushTime, pushTimeHash, failure, failureHash)
+	if err := s.checkLocked(key, old, replace, p); err != nil {
+		s.mu.Unlock()
+		s.recordFailure(key, now)
+		return err
+	}
+	ng := newGroup(key, old, replace, p, now, failTime)
+	r := s.reserveLocked(old, ng)
+	s.mu.Unlock()
+	return s.commit(old, ng, r)
+}
+
+// Restored is a group read back from a snapshot.
+type Restored struct {
+	Key grouping.Key
+	// Families without push_time_seconds and push_failure_time_seconds.
+	Families map[string]*dto.MetricFamily
+	// Times holds each family's push time; a missing one is PushTime.
+	Times    map[string]time.Time
+	PushTime time.Time
+	FailTime time.Time
+}
+
+// Restore adds a group read from a snapshot of another kind (the
+// reference's persistence file). It applies the checks of a push, so a
+// group that would make the store inconsistent is refused with an error
+// wrapping ErrInvalid, and so is a group that exists already. It is
+// journaled like a push.
+func (s *Store) Restore(r Restored) error {
+	s.writers.RLock()
+	defer s.writers.RUnlock()
+	defer s.keys.lock(r.Key.ID())()
+
+	p, err := prepare(r.Key, r.Families, s.scheme, r.PushTime)
+	if err != nil {
+		return err
+	}
+	for _, f := range p.families {
+		if t, ok := r.Times[f.Name]; ok {
+			f.Time = t // not yet published, so still ours to set
+		}
+	}
+	if err := s.addTimestamps(p, r.Key, r.PushTime, r.FailTime); err != nil {
+		return err
+	}
+	return s.add(r.Key, p, r.PushTime, r.FailTime, true)
+}
+
+// Load adds a group from a value the journal stored, at start. The value is
+// checksummed and was consistent when written; it is checked again all the
+// same, since the indexes are rebuilt from it. Nothing is written.
+func (s *Store) Load(value []byte) error {
+	g, err := decodeGroup(value)
+	if err != nil {
+		return err
+	}
+	p := &prepared{}
+	for name, f := range g.Families {
+		p.families = append(p.families, f)
+		p.series = append(p.series, g.hashes[name])
+	}
+	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
+		return err
+	}
+	return s.add(g.Key, p, g.PushTime, g.FailTime, false)
+}
+
+func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime time.Time) error {
+	at := pushTime
+	if at.IsZero() {
+		at = failTime
+	}
+	pt, pth, err := timestampFamily(key, PushTimeName, pushTimeHelp, pushTime, at)
+	if err != nil {
+		return err
+	}
+	ft, fth, err := timestampFamily(key, PushFailureName, pushFailureHelp, failTime, at)
+	if err != nil {
+		return err
+	}
+	p.addTimestamps(pt, pth, ft, fth)
+	return nil
+}
+
+// add creates a group that must not exist yet.
+func (s *Store) add(key grouping.Key, p *prepared, pushTime, failTime time.Time, journal bool) error {
+	s.mu.Lock()
+	if s.groups[key.ID()] != nil {
+		s.mu.Unlock()
+		return invalidf("group %s exists already", key)
+	}
+	if err := s.checkLocked(key, nil, true, p); err != nil {
+		s.mu.Unlock()
+		return err
+	}
+	ng := newGroup(key, nil, true, p, pushTime, failTime)
+	r := s.reserveLocked(nil, ng)
+	s.mu.Unlock()
+	if !journal {
+		s.mu.Lock()
+		s.publishLocked(nil, ng, r)
+		s.mu.Unlock()
+		return nil
+	}
+	return s.commit(nil, ng, r)
+}
+
+// addTimestamps completes a prepared push with the group's timestamp
+// families.
+func (p *prepared) addTimestamps(pushTime *family.Family, pushTimeHash uint64, failure *family.Family, failureHash uint64) {
+	p.families = append(p.families, pushTime, failure)
+	p.series = append(p.series, []uint64{pushTimeHash}, []uint64{failureHash})
+	p.byName = make(map[string]int, len(p.families))
+	for i, f := range p.families {
+		p.byName[f.Name] = i
+	}
+}
+
+// has reports whether the push contains a family of that name.
+func (p *prepared) has(name string) bool {
+	_, ok := p.byName[name]
+	return ok
+}
+
+func (p *prepared) get(name string) *family.Family {
+	if i, ok := p.byName[name]; ok {
+		return p.families[i]
+	}
+	return nil
+}
+
+// newGroup builds the group that results from applying a checked push to old.
+func newGroup(key grouping.Key, old *Group, replace bool, p *prepared, pushTime, failTime time.Time) *Group {
+	ng := &Group{
+		Key:      key,
+		Families: make(map[string]*family.Family, len(p.families)),
+		hashes:   make(map[string][]uint64, len(p.families)),
+		PushTime: pushTime,
+		FailTime: failTime,
+	}
+	if old != nil && !replace {
+		for name, f := range old.Families {
+			if !p.has(name) {
+				ng.Families[name] = f
+				ng.hashes[name] = old.hashes[name]
+			}
+		}
+	}
+	for i, f := range p.families {
+		ng.Families[f.Name] = f
+		if f.Series > 0 {
+			ng.hashes[f.Name] = p.series[i]
+		}
+	}
+	return ng
+}
+
+// reservation records the index entries a pending write added, to undo them
+// if the journal fails.
+type reservation struct {
+	hashes  []uint64                  // series newly owned by the group
+	names   []string                  // names whose group count went up
+	retyped map[string]dto.MetricType // names whose type changed: their old type
+}
+
+// reserveLocked adds the index entries of ng that old does not have. Until
+// publication, the indexes hold the union of old and ng.
+func (s *Store) reserveLocked(old, ng *Group) *reservation {
+	r := &reservation{}
+	id := ng.Key.ID()
+	for name, f := range ng.Families {
+		if f.Series == 0 {
+			continue
+		}
+		e := s.names[name]
+		if !holds(old, name) {
+			if e == nil {
+				e = &nameEntry{typ: f.Type}
+				s.names[name] = e
+			}
+			e.groups++
+			r.names = append(r.names, name)
+		} else if e.typ != f.Type {
+			// Only possible when this group is the sole holder (checked).
+			if r.retyped == nil {
+				r.retyped = map[string]dto.MetricType{}
+			}
+			r.retyped[name] = e.typ
+			e.typ = f.Type
+		}
+		if old != nil && old.Families[name] == f {
+			continue // unchanged family, already indexed
+		}
+		for _, h := range ng.hashes[name] {
+			if _, ok := s.series[h]; !ok {
+				s.series[h] = id
+				r.hashes = append(r.hashes, h)
+			}
+		}
+	}
+	return r
+}
+
+// holds reports whether g has a non-empty family of that name.
+func holds(g *Group, name string) bool {
+	if g == nil {
+		return false
+	}
+	f, ok := g.Families[name]
+	return ok && f.Series > 0
+}
+
+func (s *Store) undoLocked(r *reservation) {
+	for _, h := range r.hashes {
+		delete(s.series, h)
+	}
+	for _, name := range r.names {
+		s.dropNameLocked(name)
+	}
+	for name, t := range r.retyped {
+		if e := s.names[name]; e != nil {
+			e.typ = t
+		}
+	}
+}
+
+func (s *Store) dropNameLocked(name string) {
+	if e := s.names[name]; e != nil {
+		e.groups--
+		if e.groups <= 0 && !e.reserved {
+			delete(s.names, name)
+		}
+	}
+}
+
+// commit makes ng durable and publishes it, or undoes its reservation.
+func (s *Store) commit(old, ng *Group, r *reservation) error {
+	if s.journal != nil {
+		if err := s.journal.Save(ng.Key.ID(), encodeGroup(ng)); err != nil {
+			s.mu.Lock()
+			s.undoLocked(r)
+			s.mu.Unlock()
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	s.mu.Lock()
+	s.publishLocked(old, ng, r)
+	s.mu.Unlock()
+	return nil
+}
+
+// publishLocked swaps in ng and drops the index entries only old had.
+func (s *Store) publishLocked(old, ng *Group, _ *reservation) {
+	id := ng.Key.ID()
+	if old != nil {
+		for name, f := range old.Families {
+			s.stats.Bytes -= len(f.Metrics) + len(f.Text)
+			s.stats.Series -= f.Series
+			if f.Series == 0 || ng.Families[name] == f {
+				continue
+			}
+			if !holds(ng, name) {
+				s.dropNameLocked(name)
+			}
+			s.unindexSeriesLocked(id, old.hashes[name], ng.hashes[name])
+		}
+	} else {
+		s.stats.Groups++
+	}
+	for _, f := range ng.Families {
+		s.stats.Bytes += len(f.Metrics) + len(f.Text)
+		s.stats.Series += f.Series
+	}
+	s.groups[id] = ng
+	s.gen++
+}
+
+// unindexSeriesLocked drops the series of oldHashes that newHashes does not
+// have. Re-pushing the same series, the usual case, is one comparison.
+func (s *Store) unindexSeriesLocked(id string, oldHashes, newHashes []uint64) {
+	if equalHashes(oldHashes, newHashes) {
+		return
+	}
+	keep := make(map[uint64]struct{}, len(newHashes))
+	for _, h := range newHashes {
+		keep[h] = struct{}{}
+	}
+	for _, h := range oldHashes {
+		if _, ok := keep[h]; !ok && s.series[h] == id {
+			delete(s.series, h)
+		}
+	}
+}
+
+func equalHashes(a, b []uint64) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// recordFailure sets push_failure_time_seconds of the group to now; the
+// caller holds the group's key lock. Failing to record it is logged, not
+// returned: the push has failed already.
+func (s *Store) recordFailure(key grouping.Key, now time.Time) {
+	failure, failureHash, err := timestampFamily(key, PushFailureName, pushFailureHelp, now, now)
+	if err != nil {
+		s.logger.Error("record push failure", "grouping_key", key.String(), "err", err)
+		return
+	}
+	s.mu.Lock()
+	old := s.groups[key.ID()]
+	var ng *Group
+	if old != nil {
+		ng = old.clone()
+		ng.Families[PushFailureName] = failure
+		ng.hashes[PushFailureName] = []uint64{failureHash}
+		ng.FailTime = now
+	} else {
+		pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, time.Time{}, now)
+		if err != nil {
+			s.mu.Unlock()
+			s.logger.Error("record push failure", "grouping_key", key.String(), "err", err)
+			return
+		}
+		for _, h := range []uint64{pushTimeHash, failureHash} {
+			if owner, ok := s.series[h]; ok {
+				// The reference would create a colliding group here and
+				// fail every scrape until it is deleted; we do not.
+				s.mu.Unlock()
+				s.logger.Debug("not recording failure of push to new group: its timestamp series collide with another group",
+					"grouping_key", key.String(), "other_group", s.groups[owner].Key.String())
+				return
+			}
+		}
+		ng = &Group{
+			Key:      key,
+			Families: map[string]*family.Family{PushTimeName: pushTime, PushFailureName: failure},
+			hashes:   map[string][]uint64{PushTimeName: {pushTimeHash}, PushFailureName: {failureHash}},
+			FailTime: now,
+		}
+	}
+	r := s.reserveLocked(old, ng)
+	s.mu.Unlock()
+	if err := s.commit(old, ng, r); err != nil {
+		s.logger.Warn("record push failure", "grouping_key", key.String(), "err", err)
+	}
+}
+
+func (g *Group) clone() *Group {
+	ng := *g
+	ng.Families = make(map[string]*family.Family, len(g.Families))
+	for n, f := range g.Families {
+		ng.Families[n] = f
+	}
+	ng.hashes = make(map[string][]uint64, len(g.hashes))
+	for n, h := range g.hashes {
+		ng.hashes[n] = h
+	}
+	return &ng
+}
+
+// Delete removes the group. Deleting an unknown group is a no-op. An error
+// wrapping ErrStorage means the journal failed and the group is still there.
+func (s *Store) Delete(key grouping.Key) error {
+	s.writers.RLock()
+	defer s.writers.RUnlock()
+	defer s.keys.lock(key.ID())()
+	s.mu.Lock()
+	old := s.groups[key.ID()]
+	s.mu.Unlock()
+	if old == nil {
+		return nil
+	}
+	if s.journal != nil {
+		if err := s.journal.Remove(key.ID()); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	s.mu.Lock()
+	s.deleteLocked(key.ID())
+	s.mu.Unlock()
+	return nil
+}
+
+func (s *Store) deleteLocked(id string) {
+	old := s.groups[id]
+	if old == nil {
+		return
+	}
+	for name, f := range old.Families {
+		s.stats.Bytes -= len(f.Metrics) + len(f.Text)
+		s.stats.Series -= f.Series
+		if f.Series == 0 {
+			continue
+		}
+		s.dropNameLocked(name)
+		s.unindexSeriesLocked(id, old.hashes[name], nil)
+	}
+	delete(s.groups, id)
+	s.stats.Groups--
+	s.gen++
+}
+
+// Wipe removes all groups. It waits for writes in progress.
+func (s *Store) Wipe() error {
+	s.writers.Lock()
+	defer s.writers.Unlock()
+	if s.journal != nil {
+		if err := s.journal.RemoveAll(); err != nil {
+			return fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for id := range s.groups {
+		s.deleteLocked(id)
+	}
+	return nil
+}
+
+// keyLocks serializes writes per group key.
+type keyLocks struct {
+	mu sync.Mutex // guards m
+	m  map[string]*keyLock
+}
+
+type keyLock struct {
+	mu   sync.Mutex
+	refs int // guarded by keyLocks.mu
+}
+
+// lock locks the key and returns its unlock function.
+func (k *keyLocks) lock(id string) func() {
+	k.mu.Lock()
+	l := k.m[id]
+	if l == nil {
+		l = &keyLock{}
+		k.m[id] = l
+	}
+	l.refs++
+	k.mu.Unlock()
+	l.mu.Lock()
+	return func() {
+		l.mu.Unlock()
+		k.mu.Lock()
+		if l.refs--; l.refs == 0 {
+			delete(k.m, id)
+		}
+		k.mu.Unlock()
+	}
+}
