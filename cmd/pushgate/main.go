@@ -175,7 +175,6 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 	}()
 
-
 	select {
 	case err := <-serveErr:
 		return fmt.Errorf("serve HTTP: %w", err)

@@ -48,22 +48,44 @@ func New(s Store, opts Options) *API {
 
 // Route is one endpoint of the API, relative to /api/v1.
 type Route struct {
-	Pattern string // method and path, as http.ServeMux takes it
+	Path    string // as http.ServeMux takes it, without a method
 	Name    string // handler label of pushgateway_http_requests_total
 	Handler http.Handler
 }
 
-// Routes lists the API's endpoints.
+// Routes lists the API's endpoints. Each answers its method, the CORS
+// preflight (OPTIONS) and 405 for other methods; other paths are 404. That
+// is how the reference's router behaves.
 func (a *API) Routes() []Route {
 	routes := []Route{
-		{"GET /status", "api/v1/status", cors(http.HandlerFunc(a.status))},
-		{"GET /metrics", "api/v1/metrics", cors(http.HandlerFunc(a.metrics))},
-		{"OPTIONS /", "api/v1/options", cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))},
+		{"/status", "api/v1/status", only(http.MethodGet, cors(http.HandlerFunc(a.status)))},
+		{"/metrics", "api/v1/metrics", only(http.MethodGet, cors(http.HandlerFunc(a.metrics)))},
+		{"/", "api/v1/options", cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != http.MethodOptions {
+				http.NotFound(w, r)
+			}
+		}))},
 	}
 	if a.opts.EnableAdmin {
-		routes = append(routes, Route{"PUT /admin/wipe", "wipe", http.HandlerFunc(a.wipe)})
+		routes = append(routes, Route{"/admin/wipe", "wipe", only(http.MethodPut, http.HandlerFunc(a.wipe))})
 	}
 	return routes
+}
+
+// only serves method (GET includes HEAD), answers OPTIONS with the CORS
+// headers and anything else with 405.
+func only(method string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == method, method == http.MethodGet && r.Method == http.MethodHead:
+			h.ServeHTTP(w, r)
+		case r.Method == http.MethodOptions:
+			cors(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {})).ServeHTTP(w, r)
+		default:
+			w.Header().Set("Allow", method)
+			http.Error(w, http.StatusText(http.StatusMethodNotAllowed), http.StatusMethodNotAllowed)
+		}
+	})
 }
 
 // cors allows cross-site reads of the API, as the reference does.

@@ -331,7 +331,7 @@ func gzipAccepted(h http.Header) bool {
 		if !strings.EqualFold(strings.TrimSpace(coding), "gzip") {
 			continue
 		}
-		q, found := strings.CutPrefix(strings.TrimSpace(params), "q=")
+		q, found := strings.CutPrefix(strings.ToLower(strings.TrimSpace(params)), "q=")
 		if !found {
 			return true
 		}

@@ -213,25 +213,30 @@ func (k Key) String() string {
 }
 
 // Path formats the key as the URL path that addresses its group, relative to
-// the route prefix: /metrics/job/<job>{/<name>/<value>}. Values that a path
-// cannot carry verbatim (empty, containing '/') use the @base64 form; label
-// names outside the legacy character set use the U__ escaping, which needs
-// --push.enable-utf8-names on the receiving side.
-func (k Key) Path() string {
+// the route prefix: /metrics/job/<job>{/<name>/<value>}, such that ParsePath
+// with the same opts gives the key back. Values that a path cannot carry
+// verbatim (empty, containing '/') use the @base64 form. With UTF8Names,
+// label names outside the legacy character set, and legacy names that look
+// escaped (starting with U__), are written in the U__ escaping.
+func (k Key) Path(opts Options) string {
 	var sb strings.Builder
 	sb.WriteString("/metrics")
-	writePair(&sb, JobLabel, k.Get(JobLabel))
+	writePair(&sb, JobLabel, k.Get(JobLabel), opts)
 	for _, l := range k.labels {
 		if l.Name != JobLabel {
-			writePair(&sb, l.Name, l.Value)
+			writePair(&sb, l.Name, l.Value, opts)
 		}
 	}
 	return sb.String()
 }
 
-func writePair(sb *strings.Builder, name, value string) {
+func writePair(sb *strings.Builder, name, value string, opts Options) {
 	sb.WriteByte('/')
-	sb.WriteString(model.EscapeName(name, model.ValueEncodingEscaping))
+	if opts.UTF8Names && (strings.HasPrefix(name, "U__") || !model.LegacyValidation.IsValidLabelName(name)) {
+		sb.WriteString(escapeName(name))
+	} else {
+		sb.WriteString(name)
+	}
 	if value == "" || strings.ContainsAny(value, "/%?#") {
 		sb.WriteString(Base64Suffix)
 		sb.WriteByte('/')
@@ -244,4 +249,23 @@ func writePair(sb *strings.Builder, name, value string) {
 	}
 	sb.WriteByte('/')
 	sb.WriteString(url.PathEscape(value))
+}
+
+// escapeName writes name in the U__ value-encoding escaping for any name,
+// including legacy-valid ones (model.EscapeName leaves those as they are,
+// which would not round-trip a legacy name starting with U__).
+func escapeName(name string) string {
+	var sb strings.Builder
+	sb.WriteString("U__")
+	for i, r := range name {
+		switch {
+		case r == '_':
+			sb.WriteString("__")
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == ':', r >= '0' && r <= '9' && i > 0:
+			sb.WriteRune(r)
+		default:
+			fmt.Fprintf(&sb, "_%x_", r)
+		}
+	}
+	return sb.String()
 }

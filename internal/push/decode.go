@@ -2,6 +2,8 @@ package push
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -14,7 +16,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
-	"google.golang.org/protobuf/encoding/protodelim"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgate/pushgate/internal/openmetrics"
 )
@@ -36,12 +38,18 @@ type limitedReader struct {
 
 func (l *limitedReader) Read(p []byte) (int, error) {
 	if l.n <= 0 {
-		// Find out whether the body really goes on.
+		// Find out whether the body really goes on; a reader may return
+		// (0, nil), and its errors (a corrupt stream) must not be lost.
 		var b [1]byte
-		if n, _ := l.r.Read(b[:]); n > 0 {
-			return 0, errTooLarge{limit: l.limit}
+		for {
+			n, err := l.r.Read(b[:])
+			switch {
+			case n > 0:
+				return 0, errTooLarge{limit: l.limit}
+			case err != nil:
+				return 0, err
+			}
 		}
-		return 0, io.EOF
 	}
 	if int64(len(p)) > l.n {
 		p = p[:l.n]
@@ -97,20 +105,37 @@ func decodeBody(contentType string, body io.Reader, scheme model.ValidationSchem
 
 // decodeProtobuf reads length-delimited MetricFamily messages. A later
 // message of the same name replaces an earlier one (documented reference
-// behaviour). The size of one message is bounded by the body limits.
+// behaviour). A message is read into a buffer that grows with the bytes
+// that actually arrive, so a length prefix cannot make us allocate what the
+// body does not contain (protodelim would allocate the announced size).
 func decodeProtobuf(body io.Reader) (map[string]*dto.MetricFamily, error) {
 	r := bufio.NewReader(body)
-	opts := protodelim.UnmarshalOptions{MaxSize: -1}
 	fams := map[string]*dto.MetricFamily{}
+	var buf bytes.Buffer
 	for i := 1; ; i++ {
-		mf := &dto.MetricFamily{}
-		err := opts.UnmarshalFrom(r, mf)
+		size, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
 			return fams, nil
 		}
 		if err != nil {
+			return nil, fmt.Errorf("protobuf message %d: length prefix: %w", i, unexpectedEOF(err))
+		}
+		buf.Reset()
+		n, err := io.CopyN(&buf, r, int64(min(size, 1<<62)))
+		if err != nil {
+			return nil, fmt.Errorf("protobuf message %d: %d of %d bytes: %w", i, n, size, unexpectedEOF(err))
+		}
+		mf := &dto.MetricFamily{}
+		if err := proto.Unmarshal(buf.Bytes(), mf); err != nil {
 			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
 		}
 		fams[mf.GetName()] = mf
 	}
+}
+
+func unexpectedEOF(err error) error {
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/pprof"
+	"path"
 	"sync"
 	"sync/atomic"
 
@@ -79,8 +80,12 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 		mux.Handle("DELETE "+prefix, count("delete", write(parts.Delete)))
 	}
 	for _, r := range parts.API {
-		mux.Handle(apiPattern(r.Pattern), count(r.Name, r.Handler))
+		mux.Handle("/api/v1"+r.Path, count(r.Name, r.Handler))
 	}
+	// Without a job segment there is no push route (404, like the
+	// reference; ServeMux would redirect to the subtree instead).
+	mux.Handle("/metrics/job", http.NotFoundHandler())
+	mux.Handle("/metrics/job@base64", http.NotFoundHandler())
 	mux.Handle("GET /{$}", count("status", parts.Groups))
 	mux.Handle("GET /status", count("status", parts.Status))
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
@@ -112,17 +117,42 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 		outer.Handle(opts.RoutePrefix+"/", http.StripPrefix(opts.RoutePrefix, mux))
 		s.handler = outer
 	}
+	s.handler = cleanPaths(s.handler)
 	return s
 }
 
-// apiPattern places an API route ("GET /status") below /api/v1.
-func apiPattern(p string) string {
-	for i := 0; i < len(p); i++ {
-		if p[i] == ' ' {
-			return p[:i+1] + "/api/v1" + p[i+1:]
+// cleanPaths redirects (301) a request whose decoded path is not clean, such
+// as "//" or one that a percent-encoded "/" in a push URL produces, to the
+// cleaned path. The reference gets this from the ServeMux in front of its
+// router, which cleaned the decoded path; ServeMux now looks at the encoded
+// one, so we do it ourselves.
+func cleanPaths(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method != http.MethodConnect {
+			if p := cleanPath(r.URL.Path); p != r.URL.Path {
+				u := *r.URL
+				u.Path, u.RawPath = p, ""
+				http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
+				return
+			}
 		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// cleanPath is path.Clean that keeps a trailing slash, as net/http does.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
 	}
-	return "/api/v1" + p
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
 }
 
 // ServeHTTP routes a request.

@@ -1,9 +1,11 @@
 package store
 
 import (
+	"fmt"
 	"strings"
 
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/model"
 
 	"github.com/pushgate/pushgate/internal/family"
 	"github.com/pushgate/pushgate/internal/grouping"
@@ -41,13 +43,10 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if f := p.get(name); f != nil && f.Series > 0 {
 			return f.Type, true
 		}
+		// This also covers the group's own families that the push keeps
+		// (POST): they are not removed, so they count as elsewhere.
 		if e := elsewhere(name); e != nil {
 			return e.typ, true
-		}
-		if old != nil && !replace {
-			if f, ok := old.Families[name]; ok && f.Series > 0 {
-				return f.Type, true
-			}
 		}
 		return 0, false
 	}
@@ -57,6 +56,11 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 			// Empty families are never exposed, so they cannot
 			// make the exposition inconsistent.
 			continue
+		}
+		if e := s.names[f.Name]; e != nil && e.retyping > 0 {
+			// Another group's write changing the type is pending; its
+			// outcome decides which type is right.
+			return invalidf("metric %s is changing type in another group right now; retry", f.Name)
 		}
 		if e := elsewhere(f.Name); e != nil && e.typ != f.Type {
 			where := "in another group"
@@ -69,10 +73,13 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if err := checkSuffixes(f, typeAfter); err != nil {
 			return err
 		}
+		if err := s.checkEscapedLocked(f.Name, p, typeAfter); err != nil {
+			return err
+		}
 		for _, h := range p.series[i] {
 			if owner, ok := s.series[h]; ok && owner != key.ID() {
 				return invalidf("a series of metric %s with the same labels is already pushed in group %s",
-					f.Name, s.groups[owner].Key)
+					f.Name, s.describeLocked(owner))
 			}
 		}
 	}
@@ -111,4 +118,67 @@ func checkSuffixes(f *family.Family, typeAfter func(string) (dto.MetricType, boo
 
 func typeString(t dto.MetricType) string {
 	return strings.ToLower(t.String())
+}
+
+// describeLocked names a group by ID for messages. The group may not be
+// published yet (its write is pending), so it is not looked up.
+func (s *Store) describeLocked(id string) string {
+	parts := strings.Split(id, string([]byte{model.SeparatorByte}))
+	var sb strings.Builder
+	sb.WriteByte('{')
+	for i := 0; i+1 < len(parts); i += 2 {
+		if i > 0 {
+			sb.WriteString(", ")
+		}
+		fmt.Fprintf(&sb, "%s=%q", parts[i], parts[i+1])
+	}
+	sb.WriteByte('}')
+	return sb.String()
+}
+
+// checkEscapedLocked rejects, with UTF-8 names, a name whose escaped form
+// (underscores, the default for scrapers without UTF-8 support) equals that
+// of another name present after the push: such scrapers would see the
+// family twice and reject the whole scrape.
+func (s *Store) checkEscapedLocked(name string, p *prepared, typeAfter func(string) (dto.MetricType, bool)) error {
+	if s.scheme != model.UTF8Validation {
+		return nil
+	}
+	esc := model.EscapeName(name, model.UnderscoreEscaping)
+	for other := range s.escaped[esc] {
+		if other != name {
+			if _, present := typeAfter(other); present {
+				return invalidf("metrics %q and %q would both be exposed as %s to scrapers without UTF-8 support", name, other, esc)
+			}
+		}
+	}
+	for _, f := range p.families {
+		if f.Name != name && f.Series > 0 && model.EscapeName(f.Name, model.UnderscoreEscaping) == esc {
+			return invalidf("metrics %q and %q would both be exposed as %s to scrapers without UTF-8 support", name, f.Name, esc)
+		}
+	}
+	return nil
+}
+
+// addEscapedLocked and dropEscapedLocked keep s.escaped in step with s.names.
+func (s *Store) addEscapedLocked(name string) {
+	if s.scheme != model.UTF8Validation {
+		return
+	}
+	esc := model.EscapeName(name, model.UnderscoreEscaping)
+	if s.escaped[esc] == nil {
+		s.escaped[esc] = map[string]struct{}{}
+	}
+	s.escaped[esc][name] = struct{}{}
+}
+
+func (s *Store) dropEscapedLocked(name string) {
+	if s.scheme != model.UTF8Validation {
+		return
+	}
+	esc := model.EscapeName(name, model.UnderscoreEscaping)
+	delete(s.escaped[esc], name)
+	if len(s.escaped[esc]) == 0 {
+		delete(s.escaped, esc)
+	}
 }

@@ -114,8 +114,12 @@ type Store struct {
 	groups map[string]*Group
 	names  map[string]*nameEntry
 	series map[uint64]string // series hash -> ID of the group that holds it
-	stats  Stats
-	gen    uint64
+	// escaped maps, with UTF-8 names only, the underscore-escaped form of
+	// each indexed name (what scrapers without UTF-8 support see) to the
+	// names that have it.
+	escaped map[string]map[string]struct{}
+	stats   Stats
+	gen     uint64
 
 	view atomic.Pointer[View] // latest built View, possibly stale
 }
@@ -125,6 +129,9 @@ type nameEntry struct {
 	typ      dto.MetricType
 	reserved bool // one of the gateway's own families
 	groups   int  // number of groups holding a non-empty family of this name
+	// retyping counts pending writes that change the type (their group is
+	// the sole holder); until they resolve, other groups may not push it.
+	retyping int
 }
 
 // New returns an empty store.
@@ -136,6 +143,7 @@ func New(opts Options) *Store {
 		groups:  map[string]*Group{},
 		names:   map[string]*nameEntry{},
 		series:  map[uint64]string{},
+		escaped: map[string]map[string]struct{}{},
 		journal: opts.Journal,
 		keys:    keyLocks{m: map[string]*keyLock{}},
 	}
@@ -150,9 +158,11 @@ func New(opts Options) *Store {
 	}
 	for _, name := range []string{groupsMetric, seriesMetric, bytesMetric} {
 		s.names[name] = &nameEntry{typ: dto.MetricType_GAUGE, reserved: true}
+		s.addEscapedLocked(name)
 	}
 	for _, r := range opts.Reserved {
 		s.names[r.Name] = &nameEntry{typ: r.Type, reserved: true}
+		s.addEscapedLocked(r.Name)
 	}
 	return s
 }

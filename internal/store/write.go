@@ -247,6 +247,7 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 			if e == nil {
 				e = &nameEntry{typ: f.Type}
 				s.names[name] = e
+				s.addEscapedLocked(name)
 			}
 			e.groups++
 			r.names = append(r.names, name)
@@ -257,6 +258,7 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 			}
 			r.retyped[name] = e.typ
 			e.typ = f.Type
+			e.retyping++
 		}
 		if old != nil && old.Families[name] == f {
 			continue // unchanged family, already indexed
@@ -290,6 +292,7 @@ func (s *Store) undoLocked(r *reservation) {
 	for name, t := range r.retyped {
 		if e := s.names[name]; e != nil {
 			e.typ = t
+			e.retyping--
 		}
 	}
 }
@@ -299,6 +302,7 @@ func (s *Store) dropNameLocked(name string) {
 		e.groups--
 		if e.groups <= 0 && !e.reserved {
 			delete(s.names, name)
+			s.dropEscapedLocked(name)
 		}
 	}
 }
@@ -320,8 +324,13 @@ func (s *Store) commit(old, ng *Group, r *reservation) error {
 }
 
 // publishLocked swaps in ng and drops the index entries only old had.
-func (s *Store) publishLocked(old, ng *Group, _ *reservation) {
+func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 	id := ng.Key.ID()
+	for name := range r.retyped {
+		if e := s.names[name]; e != nil {
+			e.retyping--
+		}
+	}
 	if old != nil {
 		for name, f := range old.Families {
 			s.stats.Bytes -= len(f.Metrics) + len(f.Text)
@@ -404,7 +413,7 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 				// fail every scrape until it is deleted; we do not.
 				s.mu.Unlock()
 				s.logger.Debug("not recording failure of push to new group: its timestamp series collide with another group",
-					"grouping_key", key.String(), "other_group", s.groups[owner].Key.String())
+					"grouping_key", key.String(), "other_group", s.describeLocked(owner))
 				return
 			}
 		}

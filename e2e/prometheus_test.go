@@ -1,0 +1,130 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"sort"
+	"testing"
+	"time"
+)
+
+// TestPrometheusScrape lets a real Prometheus scrape the subject with
+// honor_labels: true (as the Pushgateway README recommends) and checks that
+// pushed series arrive with the job/instance labels of their grouping keys.
+func TestPrometheusScrape(t *testing.T) {
+	t.Parallel()
+	requireBinary(t, prometheusBin)
+	g := startGateway(t, subject)
+
+	for _, p := range []struct{ path, body string }{
+		{"/metrics/job/batch1/instance/host-a", "# TYPE e2e_prom_records_total counter\ne2e_prom_records_total{kind=\"x\"} 41\n"},
+		{"/metrics/job/batch2", "# TYPE e2e_prom_records_total counter\ne2e_prom_records_total{kind=\"x\"} 7\n"},
+	} {
+		if r := g.do(t, http.MethodPut, p.path, nil, []byte(p.body)); r.status != http.StatusOK {
+			t.Fatalf("PUT %s: %s", p.path, r)
+		}
+	}
+
+	dir := t.TempDir()
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: 1m
+scrape_configs:
+  - job_name: pushgateway
+    honor_labels: true
+    metrics_path: %s/metrics
+    static_configs:
+      - targets: ['%s']
+`, g.prefix, g.addr)
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	prom := startProcess(t, "prometheus", prometheusBin,
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+promAddr,
+		"--log.level=warn",
+		"--storage.tsdb.retention.time=1h",
+	)
+
+	want := map[string]string{ // job -> instance
+		"batch1": "host-a",
+		"batch2": "",
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	var last string
+	for {
+		if prom.exited() {
+			t.Fatalf("prometheus exited early")
+		}
+		series, err := promQuery(promAddr, "e2e_prom_records_total")
+		upSeries, upErr := promQuery(promAddr, `up{job="pushgateway"}`)
+		if err == nil && upErr == nil {
+			got := map[string]string{}
+			for _, s := range series {
+				if s.Metric["kind"] == "x" {
+					got[s.Metric["job"]] = s.Metric["instance"]
+				}
+			}
+			up := len(upSeries) == 1 && upSeries[0].Value[1] == "1"
+			if up && len(got) == len(want) && fmt.Sprint(sorted(got)) == fmt.Sprint(sorted(want)) {
+				if upSeries[0].Metric["instance"] != g.addr {
+					t.Errorf("up has instance %q, want the scrape target %q", upSeries[0].Metric["instance"], g.addr)
+				}
+				return
+			}
+			last = fmt.Sprintf("records: %v, up: %v", series, upSeries)
+		} else {
+			last = fmt.Sprintf("query errors: %v, %v", err, upErr)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pushed series did not show up in Prometheus with their grouping labels; want job->instance %v; last answer: %s", want, last)
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+}
+
+type promSample struct {
+	Metric map[string]string `json:"metric"`
+	Value  [2]any            `json:"value"`
+}
+
+func promQuery(addr, q string) ([]promSample, error) {
+	resp, err := http.Get("http://" + addr + "/api/v1/query?query=" + url.QueryEscape(q))
+	if err != nil {
+		return nil, err
+	}
+	r, err := readAll(resp)
+	if err != nil {
+		return nil, err
+	}
+	if r.status != http.StatusOK {
+		return nil, fmt.Errorf("query %s: %s", q, r)
+	}
+	var v struct {
+		Status string `json:"status"`
+		Data   struct {
+			Result []promSample `json:"result"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(r.body, &v); err != nil {
+		return nil, fmt.Errorf("query %s: %w", q, err)
+	}
+	return v.Data.Result, nil
+}
+
+func sorted(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, k+"="+v)
+	}
+	sort.Strings(out)
+	return out
+}
