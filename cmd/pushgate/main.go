@@ -63,7 +63,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	)
 	var db *disk.DB
 	if !cfg.InMemory {
-		db, err = disk.Open(cfg.StoragePath, disk.Options{Logger: logger.With("component", "disk"), Registerer: reg})
+		db, err = disk.Open(cfg.StoragePath, disk.Options{
+			CompactInterval: cfg.PersistenceInterval,
+			Logger:          logger.With("component", "disk"),
+			Registerer:      reg,
+		})
 		if err != nil {
 			return err
 		}

@@ -12,6 +12,7 @@
 package disk
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,12 +49,18 @@ type Options struct {
 	// ProbeInterval is how often a failing database is probed for
 	// recovery; 0 means 2s.
 	ProbeInterval time.Duration
-	Logger        *slog.Logger
-	Registerer    prometheus.Registerer
+	// CompactInterval is how often the file is checked for compaction
+	// (--persistence.interval); 0 means only at Open.
+	CompactInterval time.Duration
+	Logger          *slog.Logger
+	Registerer      prometheus.Registerer
 }
 
 // DB is the durable copy of the groups. Its methods are safe for concurrent use.
 type DB struct {
+	// dbMu guards db, which compaction replaces. The committer and
+	// compaction run on the same goroutine; others take it shared.
+	dbMu    sync.RWMutex
 	db      *bolt.DB
 	path    string
 	logger  *slog.Logger
@@ -85,9 +92,11 @@ type request struct {
 }
 
 type metrics struct {
-	commitDuration prometheus.Histogram
-	batchSize      prometheus.Histogram
-	failures       prometheus.Counter
+	commitDuration     prometheus.Histogram
+	batchSize          prometheus.Histogram
+	failures           prometheus.Counter
+	lastCompaction     prometheus.Gauge
+	compactionDuration prometheus.Gauge
 }
 
 // Open opens or creates the database in dir.
@@ -96,10 +105,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := bolt.Open(path, 0o600, &bolt.Options{
-		Timeout:      2 * time.Second, // another process holds the file lock
-		FreelistType: bolt.FreelistMapType,
-	})
+	db, err := openBolt(path)
 	if err != nil {
 		if errors.Is(err, bolt.ErrTimeout) {
 			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
@@ -135,14 +141,105 @@ func Open(dir string, opts Options) (*DB, error) {
 		stop:   make(chan struct{}),
 	}
 	d.metrics = d.newMetrics(opts.Registerer)
+	// A compaction that crashed before its rename left only a temporary file.
+	if err := os.Remove(path + compactSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, errors.Join(fmt.Errorf("remove stale compaction file: %w", err), db.Close())
+	}
+	if err := d.maybeCompact(); err != nil {
+		// The old file is intact; running on it beats not starting
+		// (compaction needs room for a copy, which a full disk lacks).
+		d.logger.Error("compaction failed; continuing with the uncompacted file", "file", path, "err", err)
+	}
 	probe := opts.ProbeInterval
 	if probe <= 0 {
 		probe = 2 * time.Second
 	}
 	d.wg.Add(2)
-	go d.commitLoop()
+	go d.commitLoop(opts.CompactInterval)
 	go d.probeLoop(probe)
 	return d, nil
+}
+
+func openBolt(path string) (*bolt.DB, error) {
+	return bolt.Open(path, 0o600, &bolt.Options{
+		Timeout:      2 * time.Second, // another process holds the file lock
+		FreelistType: bolt.FreelistMapType,
+	})
+}
+
+const (
+	compactSuffix = ".compact"
+	// compactMinSize is the file size below which compaction never pays.
+	compactMinSize = 16 << 20
+)
+
+// maybeCompact rewrites the file without its free pages when they make up
+// more than half of it: bbolt reuses freed pages but never shrinks its
+// file, so after many groups were deleted the file would stay at its peak.
+// It runs on the committer goroutine (or before it starts), so no write
+// interleaves; writes arriving meanwhile wait.
+func (d *DB) maybeCompact() error {
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return fmt.Errorf("stat storage: %w", err)
+	}
+	d.dbMu.RLock()
+	free := int64(d.db.Stats().FreeAlloc)
+	d.dbMu.RUnlock()
+	if fi.Size() < compactMinSize || free*2 < fi.Size() {
+		return nil
+	}
+	start := time.Now()
+	if err := d.compact(); err != nil {
+		return fmt.Errorf("compact storage %s: %w", d.path, err)
+	}
+	after, _ := os.Stat(d.path)
+	d.metrics.lastCompaction.Set(float64(time.Now().Unix()))
+	d.metrics.compactionDuration.Set(time.Since(start).Seconds())
+	if after != nil {
+		d.logger.Info("compacted storage", "file", d.path, "bytes_before", fi.Size(), "bytes_after", after.Size(), "duration", time.Since(start))
+	}
+	return nil
+}
+
+// compact copies the live data into a new file, syncs it and renames it
+// over the old one; a crash at any point leaves a complete file in place.
+func (d *DB) compact() error {
+	tmp := d.path + compactSuffix
+	dst, err := openBolt(tmp)
+	if err != nil {
+		return err
+	}
+	d.dbMu.Lock()
+	defer d.dbMu.Unlock()
+	if err := bolt.Compact(dst, d.db, 64<<20); err != nil {
+		return errors.Join(err, dst.Close(), os.Remove(tmp))
+	}
+	if err := dst.Close(); err != nil {
+		return errors.Join(err, os.Remove(tmp))
+	}
+	if err := d.db.Close(); err != nil {
+		return errors.Join(err, os.Remove(tmp))
+	}
+	renameErr := os.Rename(tmp, d.path)
+	if renameErr == nil {
+		renameErr = syncDir(filepath.Dir(d.path))
+	}
+	// Reopen whichever file is in place now.
+	db, err := openBolt(d.path)
+	if err != nil {
+		return errors.Join(renameErr, fmt.Errorf("reopen after compaction: %w", err))
+	}
+	d.db = db
+	return renameErr
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	return errors.Join(f.Sync(), f.Close())
 }
 
 func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
@@ -161,9 +258,17 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgate_storage_commit_failures_total",
 			Help: "Storage commits that failed; their writes were refused.",
 		}),
+		lastCompaction: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgate_storage_last_compaction_timestamp_seconds",
+			Help: "Unix time of the last compaction of the storage file; 0 if none ran.",
+		}),
+		compactionDuration: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "pushgate_storage_last_compaction_duration_seconds",
+			Help: "Duration of the last compaction of the storage file.",
+		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitDuration, m.batchSize, m.failures,
+		reg.MustRegister(m.commitDuration, m.batchSize, m.failures, m.lastCompaction, m.compactionDuration,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pushgate_storage_bytes",
 				Help: "Size of the storage file on disk.",
@@ -231,11 +336,22 @@ func (d *DB) submit(r *request) error {
 
 // commitLoop is the only writer: it commits whatever writes are waiting,
 // then the ones that arrived meanwhile.
-func (d *DB) commitLoop() {
+func (d *DB) commitLoop(compactInterval time.Duration) {
 	defer d.wg.Done()
+	var compact <-chan time.Time
+	if compactInterval > 0 {
+		t := time.NewTicker(compactInterval)
+		defer t.Stop()
+		compact = t.C
+	}
 	batch := make([]*request, 0, maxBatch)
 	for {
 		select {
+		case <-compact:
+			if err := d.maybeCompact(); err != nil {
+				d.logger.Error("compaction failed", "file", d.path, "err", err)
+			}
+			continue
 		case r := <-d.reqs:
 			batch = append(batch[:0], r)
 		case <-d.stop:
@@ -259,6 +375,7 @@ func (d *DB) commitLoop() {
 			}
 		}
 		start := time.Now()
+		d.dbMu.RLock()
 		err := d.db.Update(func(tx *bolt.Tx) error {
 			for _, r := range batch {
 				if err := apply(tx, r); err != nil {
@@ -267,6 +384,7 @@ func (d *DB) commitLoop() {
 			}
 			return nil
 		})
+		d.dbMu.RUnlock()
 		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
 		d.metrics.batchSize.Observe(float64(len(batch)))
 		d.setFailure(err)
@@ -341,24 +459,45 @@ func (d *DB) probeLoop(interval time.Duration) {
 // is only valid during the call. An error of fn is returned with the
 // position of the value in the file, so corruption can be located.
 func (d *DB) ForEach(fn func(value []byte) error) error {
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
 	base := d.db.Info().Data
 	return d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(groupsBucket).ForEach(func(k, v []byte) error {
 			if err := fn(v); err != nil {
-				var offset uintptr
-				if len(v) > 0 {
-					offset = uintptr(unsafe.Pointer(&v[0])) - base
-				}
-				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, k, offset, err)
+				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, k, d.offsetOf(base, v), err)
 			}
 			return nil
 		})
 	})
 }
 
+// offsetOf locates a value in the file, for error messages. Values point
+// into the memory-mapped file, except in small buckets that bbolt copies;
+// then the file is searched. -1 means not found.
+func (d *DB) offsetOf(base uintptr, v []byte) int64 {
+	if len(v) == 0 {
+		return -1
+	}
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return -1
+	}
+	if off := int64(uintptr(unsafe.Pointer(&v[0])) - base); off >= 0 && off < fi.Size() {
+		return off
+	}
+	b, err := os.ReadFile(d.path)
+	if err != nil {
+		return -1
+	}
+	return int64(bytes.Index(b, v))
+}
+
 // Imported returns the persistence file imported into this database, if any.
 func (d *DB) Imported() (string, error) {
 	var path string
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
 	err := d.db.View(func(tx *bolt.Tx) error {
 		path = string(tx.Bucket(metaBucket).Get(importedKey))
 		return nil
@@ -368,6 +507,8 @@ func (d *DB) Imported() (string, error) {
 
 // SetImported records that a persistence file was imported.
 func (d *DB) SetImported(path string) error {
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
 	return d.db.Update(func(tx *bolt.Tx) error {
 		return tx.Bucket(metaBucket).Put(importedKey, []byte(path))
 	})
@@ -379,7 +520,9 @@ func (d *DB) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.stop)
 		d.wg.Wait()
+		d.dbMu.Lock()
 		err = d.db.Close()
+		d.dbMu.Unlock()
 	})
 	return err
 }

@@ -1,0 +1,270 @@
+package disk_test
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	bolt "go.etcd.io/bbolt"
+
+	"github.com/pushgate/pushgate/internal/disk"
+)
+
+func open(t testing.TB, dir string) *disk.DB {
+	t.Helper()
+	d, err := disk.Open(dir, disk.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return d
+}
+
+func contents(t testing.TB, d *disk.DB) []string {
+	t.Helper()
+	var out []string
+	if err := d.ForEach(func(v []byte) error {
+		out = append(out, string(v))
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return out
+}
+
+func TestSaveRemoveSurviveReopen(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	for _, id := range []string{"a", "b", "c"} {
+		if err := d.Save(id, []byte("value "+id)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Save("b", []byte("value b2")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove("c"); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove("never-there"); err != nil {
+		t.Fatalf("removing an unknown key: %v", err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir)
+	defer d.Close()
+	if got, want := strings.Join(contents(t, d), ","), "value a,value b2"; got != want {
+		t.Errorf("after reopen: %q, want %q", got, want)
+	}
+	if err := d.RemoveAll(); err != nil {
+		t.Fatal(err)
+	}
+	if got := contents(t, d); len(got) != 0 {
+		t.Errorf("after RemoveAll: %q", got)
+	}
+}
+
+func TestConcurrentSaves(t *testing.T) {
+	dir := t.TempDir()
+	reg := prometheus.NewRegistry()
+	d, err := disk.Open(dir, disk.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const n = 200
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			errs <- d.Save(fmt.Sprintf("g%03d", i), bytes.Repeat([]byte{byte(i)}, 4096))
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Every write was committed by some commit; commits may be shared.
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var writes uint64
+	for _, mf := range mfs {
+		if mf.GetName() == "pushgate_storage_commit_batch_size" {
+			writes = uint64(mf.Metric[0].GetHistogram().GetSampleSum())
+		}
+	}
+	if writes != n {
+		t.Errorf("batch sizes add up to %d writes, want %d", writes, n)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir)
+	defer d.Close()
+	if got := len(contents(t, d)); got != n {
+		t.Errorf("%d values after reopen, want %d", got, n)
+	}
+}
+
+func TestWritesAfterCloseFail(t *testing.T) {
+	d := open(t, t.TempDir())
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Save("a", []byte("x")); err == nil {
+		t.Fatal("Save after Close succeeded")
+	}
+}
+
+func TestSecondOpenIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	defer d.Close()
+	_, err := disk.Open(dir, disk.Options{})
+	if err == nil || !strings.Contains(err.Error(), "locked by another process") {
+		t.Fatalf("second Open: err = %v, want a lock error", err)
+	}
+}
+
+func TestForEachLocatesBadValues(t *testing.T) {
+	d := open(t, t.TempDir())
+	defer d.Close()
+	if err := d.Save("grp", []byte("payload")); err != nil {
+		t.Fatal(err)
+	}
+	bad := errors.New("bad value")
+	err := d.ForEach(func([]byte) error { return bad })
+	if !errors.Is(err, bad) {
+		t.Fatalf("err = %v, want wrapped %v", err, bad)
+	}
+	for _, want := range []string{disk.FileName, `"grp"`, "offset"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not mention %s", err, want)
+		}
+	}
+	// The offset points at the value in the file.
+	var off int64
+	if _, scanErr := fmt.Sscanf(err.Error()[strings.Index(err.Error(), "offset "):], "offset %d", &off); scanErr != nil {
+		t.Fatal(scanErr)
+	}
+	b, rerr := os.ReadFile(d.Path())
+	if rerr != nil {
+		t.Fatal(rerr)
+	}
+	if off <= 0 || int(off)+7 > len(b) || string(b[off:off+7]) != "payload" {
+		t.Errorf("offset %d does not point at the value", off)
+	}
+}
+
+func TestUnknownFormatVersionIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	db, err := bolt.Open(filepath.Join(dir, disk.FileName), 0o600, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bolt.Tx) error {
+		b, err := tx.CreateBucket([]byte("meta"))
+		if err != nil {
+			return err
+		}
+		return b.Put([]byte("format_version"), []byte("99"))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := disk.Open(dir, disk.Options{}); err == nil || !strings.Contains(err.Error(), "version") {
+		t.Fatalf("err = %v, want a version error", err)
+	}
+}
+
+func TestImportedMarker(t *testing.T) {
+	d := open(t, t.TempDir())
+	defer d.Close()
+	if p, err := d.Imported(); err != nil || p != "" {
+		t.Fatalf("fresh storage: imported %q, %v", p, err)
+	}
+	if err := d.SetImported("/x/y.gob"); err != nil {
+		t.Fatal(err)
+	}
+	if p, err := d.Imported(); err != nil || p != "/x/y.gob" {
+		t.Fatalf("imported %q, %v", p, err)
+	}
+}
+
+func TestCompactionShrinksFile(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	value := bytes.Repeat([]byte("x"), 64<<10)
+	for i := range 600 { // ~40 MiB
+		if err := d.Save(fmt.Sprintf("g%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i := range 590 {
+		if err := d.Remove(fmt.Sprintf("g%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := os.Stat(filepath.Join(dir, disk.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir) // compacts: most of the file is free pages
+	defer d.Close()
+	after, err := os.Stat(filepath.Join(dir, disk.FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.Size()*4 > before.Size() {
+		t.Errorf("file is %d bytes after compaction, %d before", after.Size(), before.Size())
+	}
+	if got := len(contents(t, d)); got != 10 {
+		t.Errorf("%d values after compaction, want 10", got)
+	}
+	if err := d.Save("new", []byte("y")); err != nil {
+		t.Errorf("write after compaction: %v", err)
+	}
+}
+
+// BenchmarkSaveParallel measures durable writes of 20 KiB group values from
+// concurrent writers sharing commits (fsync). Run with:
+//
+//	go test -run=^$ -bench=SaveParallel -benchtime=3s ./internal/disk/
+func BenchmarkSaveParallel(b *testing.B) {
+	d := open(b, b.TempDir())
+	defer d.Close()
+	value := bytes.Repeat([]byte("v"), 20<<10)
+	var n sync.Mutex
+	i := 0
+	b.SetBytes(int64(len(value)))
+	b.ReportAllocs()
+	b.SetParallelism(8)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n.Lock()
+			i++
+			id := fmt.Sprintf("g%05d", i%10000)
+			n.Unlock()
+			if err := d.Save(id, value); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
