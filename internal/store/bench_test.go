@@ -1,0 +1,222 @@
+package store_test
+
+import (
+	"bytes"
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/grouping"
+	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/store/storetest"
+)
+
+// seriesPerGroup is the size of every benchmark push: 49 counters, 50
+// gauges and one histogram with 10 buckets.
+const seriesPerGroup = 100
+
+// benchTemplate returns one group's push with realistic names and label
+// lengths, and the size of its text exposition.
+func benchTemplate(tb testing.TB) (map[string]*dto.MetricFamily, int64) {
+	tb.Helper()
+	var b bytes.Buffer
+	b.WriteString("# HELP http_requests_total Total number of HTTP requests by handler, method and status code.\n")
+	b.WriteString("# TYPE http_requests_total counter\n")
+	handlers := []string{"/api/v1/query", "/api/v1/query_range", "/api/v1/series", "/api/v1/labels", "/api/v1/label/:name/values", "/metrics", "/-/healthy"}
+	methods := []string{"GET", "POST"}
+	codes := []string{"200", "204", "400", "404", "500", "503"}
+	for i := range 49 {
+		fmt.Fprintf(&b, "http_requests_total{code=%q,handler=%q,method=%q,pod=\"api-server-7d9f8b6c5d-x2v9k\"} %d\n",
+			codes[i%len(codes)], handlers[i%len(handlers)], methods[i/42], 1000+i*37)
+	}
+	b.WriteString("# HELP node_filesystem_avail_bytes Filesystem space available to non-root users in bytes.\n")
+	b.WriteString("# TYPE node_filesystem_avail_bytes gauge\n")
+	for i := range 50 {
+		fmt.Fprintf(&b, "node_filesystem_avail_bytes{device=\"/dev/nvme%dn1p%d\",fstype=\"ext4\",mountpoint=\"/var/lib/kubelet/pods/%08x/volumes\"} %g\n",
+			i/10, i%10, i*2654435761, 1.2e11-float64(i)*3.3e8)
+	}
+	b.WriteString("# HELP batch_job_duration_seconds Duration of the batch job's phases in seconds.\n")
+	b.WriteString("# TYPE batch_job_duration_seconds histogram\n")
+	for i, le := range []string{"0.005", "0.01", "0.025", "0.05", "0.1", "0.25", "0.5", "1", "2.5", "+Inf"} {
+		fmt.Fprintf(&b, "batch_job_duration_seconds_bucket{phase=\"transform\",le=%q} %d\n", le, 10*(i+1))
+	}
+	b.WriteString("batch_job_duration_seconds_sum{phase=\"transform\"} 53.7\n")
+	b.WriteString("batch_job_duration_seconds_count{phase=\"transform\"} 100\n")
+	fams := storetest.Families(tb, b.String())
+	n := 0
+	for _, mf := range fams {
+		n += len(mf.Metric)
+	}
+	if n != seriesPerGroup {
+		tb.Fatalf("template has %d series, want %d", n, seriesPerGroup)
+	}
+	return fams, int64(b.Len())
+}
+
+func benchKey(tb testing.TB, job string, i int) grouping.Key {
+	return storetest.Key(tb, fmt.Sprintf("job=%s,instance=batch-worker-%06d.prod.eu-west-1.example.net:9091", job, i))
+}
+
+// filled caches stores holding groups*seriesPerGroup series across the
+// runs of a benchmark function: filling the 1M store takes seconds.
+var filled = map[int]*store.Store{}
+
+func filledStore(b *testing.B, groups int) (*store.Store, []grouping.Key) {
+	b.Helper()
+	tmpl, _ := benchTemplate(b)
+	keys := make([]grouping.Key, groups)
+	for i := range keys {
+		keys[i] = benchKey(b, "fill", i)
+	}
+	s := filled[groups]
+	if s == nil {
+		s = fill(b, tmpl, keys)
+		filled[groups] = s
+	}
+	return s, keys
+}
+
+func fill(b *testing.B, tmpl map[string]*dto.MetricFamily, keys []grouping.Key) *store.Store {
+	b.Helper()
+	now := time.Unix(1_700_000_000, 0)
+	s := store.New(store.Options{Now: func() time.Time { return now }})
+	for _, k := range keys {
+		if err := s.Push(k, storetest.CloneFamilies(tmpl), true); err != nil {
+			b.Fatal(err)
+		}
+	}
+	return s
+}
+
+// pushSource hands out fresh copies of the template (Push takes ownership
+// of its input), cloning them in batches with the timer stopped so that
+// the benchmark measures Push alone.
+type pushSource struct {
+	tmpl  map[string]*dto.MetricFamily
+	ready []map[string]*dto.MetricFamily
+}
+
+func (p *pushSource) next(b *testing.B) map[string]*dto.MetricFamily {
+	if len(p.ready) == 0 {
+		b.StopTimer()
+		for range 256 {
+			p.ready = append(p.ready, storetest.CloneFamilies(p.tmpl))
+		}
+		b.StartTimer()
+	}
+	fams := p.ready[len(p.ready)-1]
+	p.ready = p.ready[:len(p.ready)-1]
+	return fams
+}
+
+var benchSizes = []struct {
+	name   string
+	groups int
+}{
+	{"series=10k", 10_000 / seriesPerGroup},
+	{"series=1M", 1_000_000 / seriesPerGroup},
+}
+
+// BenchmarkPush PUTs one group of 100 series to an existing group of a
+// store of the given size; its cost should not depend on that size.
+//
+//	go test -run='^$' -bench=BenchmarkPush$ -benchtime=2000x ./internal/store/
+func BenchmarkPush(b *testing.B) {
+	tmpl, size := benchTemplate(b)
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			s, keys := filledStore(b, sz.groups)
+			src := &pushSource{tmpl: tmpl}
+			b.SetBytes(size)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				if err := s.Push(keys[i%len(keys)], src.next(b), true); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkPushParallel PUTs 100 series from each goroutine to groups of
+// its own in a store of 10k series. It includes cloning the template
+// (BenchmarkCloneTemplate), as a parallel benchmark cannot stop its timer.
+//
+//	go test -run='^$' -bench=BenchmarkPushParallel -benchtime=2000x -cpu=1,4,8 ./internal/store/
+func BenchmarkPushParallel(b *testing.B) {
+	tmpl, size := benchTemplate(b)
+	keys := make([]grouping.Key, benchSizes[0].groups)
+	for i := range keys {
+		keys[i] = benchKey(b, "fill", i)
+	}
+	s := fill(b, tmpl, keys)
+	var worker atomic.Int64
+	b.SetBytes(size)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		w := worker.Add(1)
+		keys := make([]grouping.Key, 8)
+		for i := range keys {
+			keys[i] = benchKey(b, fmt.Sprint("parallel-", w), i)
+		}
+		i := 0
+		for pb.Next() {
+			if err := s.Push(keys[i%len(keys)], storetest.CloneFamilies(tmpl), true); err != nil {
+				b.Error(err)
+				return
+			}
+			i++
+		}
+	})
+}
+
+// BenchmarkCloneTemplate is the part of BenchmarkPushParallel that is not
+// Push.
+//
+//	go test -run='^$' -bench=BenchmarkCloneTemplate -benchtime=2000x ./internal/store/
+func BenchmarkCloneTemplate(b *testing.B) {
+	tmpl, size := benchTemplate(b)
+	b.SetBytes(size)
+	b.ReportAllocs()
+	for range b.N {
+		_ = storetest.CloneFamilies(tmpl)
+	}
+}
+
+// BenchmarkView takes a View of a store of the given size, either right
+// after a change (a small POST, not timed) or with nothing changed since
+// the last View.
+//
+//	go test -run='^$' -bench=BenchmarkView -benchtime=2000x ./internal/store/
+func BenchmarkView(b *testing.B) {
+	for _, sz := range benchSizes {
+		s, _ := filledStore(b, sz.groups)
+		key := benchKey(b, "view", 0)
+		b.Run(sz.name+"/changed", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				b.StopTimer()
+				if err := s.Push(key, nil, false); err != nil {
+					b.Fatal(err)
+				}
+				b.StartTimer()
+				if v := s.View(); len(v.Groups) != sz.groups+1 {
+					b.Fatalf("%d groups", len(v.Groups))
+				}
+			}
+		})
+		b.Run(sz.name+"/unchanged", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				if v := s.View(); len(v.Groups) != sz.groups+1 {
+					b.Fatalf("%d groups", len(v.Groups))
+				}
+			}
+		})
+	}
+}
