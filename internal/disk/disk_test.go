@@ -268,3 +268,26 @@ func BenchmarkSaveParallel(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkAppendFsync is the floor of a hand-written log for comparison
+// with BenchmarkSaveParallel: one append of a 20 KiB record and one
+// fdatasync per write, no batching. Run with:
+//
+//	go test -run=^$ -bench='SaveParallel|AppendFsync' -benchtime=3s ./internal/disk/
+func BenchmarkAppendFsync(b *testing.B) {
+	f, err := os.Create(filepath.Join(b.TempDir(), "log"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer f.Close()
+	value := bytes.Repeat([]byte("v"), 20<<10)
+	b.SetBytes(int64(len(value)))
+	for b.Loop() {
+		if _, err := f.Write(value); err != nil {
+			b.Fatal(err)
+		}
+		if err := f.Sync(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
