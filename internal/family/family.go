@@ -79,7 +79,9 @@ func TextLines(mf *dto.MetricFamily) ([]byte, error) {
 	if i := bytes.IndexByte(b, '\n'); i >= 0 {
 		b = b[i+1:]
 	}
-	return b, nil
+	// An exact copy: the buffer's spare capacity would stay allocated for
+	// as long as the family is stored.
+	return bytes.Clone(b), nil
 }
 
 // NeedsEscaping reports whether the family's metric name or any label name is
