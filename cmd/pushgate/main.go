@@ -218,6 +218,12 @@ func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logg
 	if err := db.ForEach(st.Load); err != nil {
 		return nil, fmt.Errorf("restore from storage (the file is left as it is; move it away to start empty): %w", err)
 	}
+	// Only now that the file is known to be good may it be replaced.
+	if err := db.CompactIfWasteful(); err != nil {
+		// The file is intact; running on it beats not starting
+		// (compaction needs room for a copy, which a full disk lacks).
+		logger.Error("compaction failed; continuing with the uncompacted file", "file", db.Path(), "err", err)
+	}
 	if cfg.PersistenceFile == "" {
 		return nil, nil
 	}

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -66,10 +67,11 @@ type DB struct {
 	logger  *slog.Logger
 	metrics *metrics
 
-	reqs      chan *request
-	stop      chan struct{}
-	wg        sync.WaitGroup
-	closeOnce sync.Once
+	reqs       chan *request
+	compactReq chan chan error // compaction on the committer goroutine
+	stop       chan struct{}
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
 
 	// failure is the error of the last commit if it failed, else nil.
 	failure atomic.Pointer[error]
@@ -105,28 +107,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := openBolt(path)
+	db, err := openChecked(path)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
-			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
-		}
-		return nil, fmt.Errorf("open storage %s: %w", path, err)
+		return nil, err
 	}
-	if err := db.Update(func(tx *bolt.Tx) error {
-		meta, err := tx.CreateBucketIfNotExists(metaBucket)
-		if err != nil {
-			return err
-		}
-		if v := meta.Get(versionKey); v == nil {
-			if err := meta.Put(versionKey, []byte(formatVersion)); err != nil {
-				return err
-			}
-		} else if string(v) != formatVersion {
-			return fmt.Errorf("unknown storage format version %q (this pushgate reads %q)", v, formatVersion)
-		}
-		_, err = tx.CreateBucketIfNotExists(groupsBucket)
-		return err
-	}); err != nil {
+	if err := initialize(db); err != nil {
 		return nil, errors.Join(fmt.Errorf("initialize storage %s: %w", path, err), db.Close())
 	}
 	logger := opts.Logger
@@ -134,21 +119,17 @@ func Open(dir string, opts Options) (*DB, error) {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	d := &DB{
-		db:     db,
-		path:   path,
-		logger: logger,
-		reqs:   make(chan *request, maxBatch),
-		stop:   make(chan struct{}),
+		db:         db,
+		path:       path,
+		logger:     logger,
+		reqs:       make(chan *request, maxBatch),
+		compactReq: make(chan chan error),
+		stop:       make(chan struct{}),
 	}
 	d.metrics = d.newMetrics(opts.Registerer)
 	// A compaction that crashed before its rename left only a temporary file.
 	if err := os.Remove(path + compactSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, errors.Join(fmt.Errorf("remove stale compaction file: %w", err), db.Close())
-	}
-	if err := d.maybeCompact(); err != nil {
-		// The old file is intact; running on it beats not starting
-		// (compaction needs room for a copy, which a full disk lacks).
-		d.logger.Error("compaction failed; continuing with the uncompacted file", "file", path, "err", err)
 	}
 	probe := opts.ProbeInterval
 	if probe <= 0 {
@@ -158,6 +139,89 @@ func Open(dir string, opts Options) (*DB, error) {
 	go d.commitLoop(opts.CompactInterval)
 	go d.probeLoop(probe)
 	return d, nil
+}
+
+// openChecked opens the file and checks it is as long as its header says,
+// before anything reads through the memory map: a truncated file would
+// otherwise fault. bbolt reports some corruption by panicking; that becomes
+// an error naming the file too.
+func openChecked(path string) (db *bolt.DB, err error) {
+	defer guard(path, &err)()
+	db, err = openBolt(path)
+	if err != nil {
+		if errors.Is(err, bolt.ErrTimeout) {
+			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
+		}
+		return nil, fmt.Errorf("open storage %s: %w", path, err)
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("stat storage: %w", err), db.Close())
+	}
+	var want int64
+	if err := db.View(func(tx *bolt.Tx) error { want = tx.Size(); return nil }); err != nil {
+		return nil, errors.Join(fmt.Errorf("read storage %s: %w", path, err), db.Close())
+	}
+	if fi.Size() < want {
+		return nil, errors.Join(fmt.Errorf("storage %s is truncated: it has %d bytes, its header says %d (the file is left as it is; move it away to start empty)", path, fi.Size(), want), db.Close())
+	}
+	return db, nil
+}
+
+// guard turns a panic, or a memory fault while reading the mapped file,
+// into an error, for the function that defers the function it returns:
+//
+//	defer guard(path, &err)()
+//
+// Faults become panics only while the guard is up, and only in this goroutine.
+func guard(path string, err *error) func() {
+	old := debug.SetPanicOnFault(true)
+	return func() {
+		debug.SetPanicOnFault(old)
+		if r := recover(); r != nil {
+			*err = fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", path, r)
+		}
+	}
+}
+
+// initialize creates the buckets of a new file and checks the format
+// version of an existing one. An existing file is not written to: a start
+// must not change a file it has not validated yet (bbolt rewrites its meta
+// and freelist pages on every commit, even an empty one).
+func initialize(db *bolt.DB) error {
+	var version []byte
+	fresh := false
+	if err := db.View(func(tx *bolt.Tx) error {
+		meta := tx.Bucket(metaBucket)
+		if meta == nil || tx.Bucket(groupsBucket) == nil {
+			fresh = true
+			return nil
+		}
+		version = append(version, meta.Get(versionKey)...)
+		return nil
+	}); err != nil {
+		return err
+	}
+	if !fresh {
+		if string(version) != formatVersion {
+			return fmt.Errorf("unknown storage format version %q (this pushgate reads %q)", version, formatVersion)
+		}
+		return nil
+	}
+	return db.Update(func(tx *bolt.Tx) error {
+		meta, err := tx.CreateBucketIfNotExists(metaBucket)
+		if err != nil {
+			return err
+		}
+		if v := meta.Get(versionKey); v != nil && string(v) != formatVersion {
+			return fmt.Errorf("unknown storage format version %q (this pushgate reads %q)", v, formatVersion)
+		}
+		if err := meta.Put(versionKey, []byte(formatVersion)); err != nil {
+			return err
+		}
+		_, err = tx.CreateBucketIfNotExists(groupsBucket)
+		return err
+	})
 }
 
 func openBolt(path string) (*bolt.DB, error) {
@@ -173,6 +237,19 @@ const (
 	compactMinSize = 16 << 20
 )
 
+// CompactIfWasteful compacts the file if most of it is free pages. Call it
+// after the stored data was read successfully, never before: compacting
+// replaces the file.
+func (d *DB) CompactIfWasteful() error {
+	done := make(chan error, 1)
+	select {
+	case d.compactReq <- done:
+		return <-done
+	case <-d.stop:
+		return errClosed
+	}
+}
+
 // maybeCompact rewrites the file without its free pages when they make up
 // more than half of it: bbolt reuses freed pages but never shrinks its
 // file, so after many groups were deleted the file would stay at its peak.
@@ -183,10 +260,25 @@ func (d *DB) maybeCompact() error {
 	if err != nil {
 		return fmt.Errorf("stat storage: %w", err)
 	}
+	if fi.Size() < compactMinSize {
+		return nil
+	}
+	// bbolt's freelist statistics are only updated by write transactions,
+	// so measure what the buckets use instead.
+	var used int64
 	d.dbMu.RLock()
-	free := int64(d.db.Stats().FreeAlloc)
+	err = d.db.View(func(tx *bolt.Tx) error {
+		return tx.ForEach(func(_ []byte, b *bolt.Bucket) error {
+			st := b.Stats()
+			used += int64(st.BranchAlloc + st.LeafAlloc)
+			return nil
+		})
+	})
 	d.dbMu.RUnlock()
-	if fi.Size() < compactMinSize || free*2 < fi.Size() {
+	if err != nil {
+		return fmt.Errorf("measure storage: %w", err)
+	}
+	if used*2 > fi.Size() {
 		return nil
 	}
 	start := time.Now()
@@ -352,6 +444,9 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 				d.logger.Error("compaction failed", "file", d.path, "err", err)
 			}
 			continue
+		case done := <-d.compactReq:
+			done <- d.maybeCompact()
+			continue
 		case r := <-d.reqs:
 			batch = append(batch[:0], r)
 		case <-d.stop:
@@ -458,7 +553,8 @@ func (d *DB) probeLoop(interval time.Duration) {
 // ForEach calls fn with every stored group value, in key order. The value
 // is only valid during the call. An error of fn is returned with the
 // position of the value in the file, so corruption can be located.
-func (d *DB) ForEach(fn func(value []byte) error) error {
+func (d *DB) ForEach(fn func(value []byte) error) (err error) {
+	defer guard(d.path, &err)()
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
 	base := d.db.Info().Data

@@ -226,8 +226,14 @@ func TestCompactionShrinksFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	d = open(t, dir) // compacts: most of the file is free pages
+	d = open(t, dir)
 	defer d.Close()
+	if after, _ := os.Stat(filepath.Join(dir, disk.FileName)); after.Size() != before.Size() {
+		t.Fatalf("Open changed the file size (%d -> %d): it must not write before the data is read", before.Size(), after.Size())
+	}
+	if err := d.CompactIfWasteful(); err != nil { // most of the file is free pages
+		t.Fatal(err)
+	}
 	after, err := os.Stat(filepath.Join(dir, disk.FileName))
 	if err != nil {
 		t.Fatal(err)
@@ -289,5 +295,80 @@ func BenchmarkAppendFsync(b *testing.B) {
 		if err := f.Sync(); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func TestOpenDoesNotWriteExistingFile(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	if err := d.Save("a", bytes.Repeat([]byte("x"), 10000)); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, disk.FileName)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir)
+	_ = contents(t, d)
+	if _, err := d.Imported(); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	after, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before, after) {
+		t.Error("opening and reading the storage changed the file")
+	}
+}
+
+func TestTruncatedFileIsAnError(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	for i := range 200 {
+		if err := d.Save(fmt.Sprintf("g%03d", i), bytes.Repeat([]byte{byte(i)}, 8000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(dir, disk.FileName)
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, size := range []int64{fi.Size() / 2, fi.Size() - 4096, 8192} {
+		t.Run(fmt.Sprint(size), func(t *testing.T) {
+			d := t.TempDir()
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(filepath.Join(d, disk.FileName), b[:size], 0o600); err != nil {
+				t.Fatal(err)
+			}
+			// Either an error naming the file, or (when only unused space
+			// at the end was cut) every value intact; never a crash.
+			n := 0
+			db, err := disk.Open(d, disk.Options{})
+			if err == nil {
+				err = db.ForEach(func([]byte) error { n++; return nil })
+				_ = db.Close()
+			}
+			if err == nil && n == 200 {
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), disk.FileName) {
+				t.Fatalf("truncated to %d bytes: err = %v, %d values read, want an error naming the file", size, err, n)
+			}
+		})
 	}
 }

@@ -95,7 +95,7 @@ func (h *Handler) currentPlan() *plan {
 				byName[f.Name] = e
 			}
 			e.fams = append(e.fams, f)
-			e.slow = e.slow || f.Text == nil
+			e.slow = e.slow || !f.HasText()
 		}
 	}
 	p := &plan{gen: v.Gen, entries: make([]entry, 0, len(byName))}
@@ -154,6 +154,7 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 	if !fast || needsSlowPath(own, p) {
 		enc = expfmt.NewEncoder(out, format)
 	}
+	var scratch []byte // decompression buffer, reused for every family
 	i, j := 0, 0
 	for i < len(own) || j < len(p.entries) {
 		var o *dto.MetricFamily
@@ -170,7 +171,7 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 			i++
 			j++
 		}
-		if err := writeFamily(out, format, enc, fast, o, e); err != nil {
+		if err := writeFamily(out, format, enc, fast, o, e, &scratch); err != nil {
 			return err
 		}
 	}
@@ -198,7 +199,7 @@ func needsSlowPath(own []*dto.MetricFamily, p *plan) bool {
 // writeFamily writes one family name: the own family o and/or the pushed
 // entry e, either of which may be nil. Own help and type win: the store
 // guarantees pushed types match them.
-func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fast bool, o *dto.MetricFamily, e *entry) error {
+func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fast bool, o *dto.MetricFamily, e *entry, scratch *[]byte) error {
 	name, help, typ := "", "", dto.MetricType_UNTYPED
 	if e != nil {
 		name, help, typ = e.name, e.help, e.typ
@@ -229,7 +230,11 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fa
 		}
 		if e != nil {
 			for _, f := range e.fams {
-				if _, err := out.Write(f.Text); err != nil {
+				var err error
+				if *scratch, err = f.AppendText((*scratch)[:0]); err != nil {
+					return err
+				}
+				if _, err := out.Write(*scratch); err != nil {
 					return err
 				}
 			}
@@ -248,7 +253,7 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fa
 	size := len(ownMetrics)
 	if e != nil {
 		for _, f := range e.fams {
-			size += len(f.Metrics)
+			size += f.MetricsLen()
 		}
 	}
 	head, err := family.AppendDelimitedHeader(out.AvailableBuffer(), name, help, typ, size)
@@ -263,7 +268,11 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fa
 	}
 	if e != nil {
 		for _, f := range e.fams {
-			if _, err := out.Write(f.Metrics); err != nil {
+			var err error
+			if *scratch, err = f.AppendMetrics((*scratch)[:0]); err != nil {
+				return err
+			}
+			if _, err := out.Write(*scratch); err != nil {
 				return err
 			}
 		}

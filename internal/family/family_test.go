@@ -178,11 +178,11 @@ func TestNew(t *testing.T) {
 			}
 
 			// Text: header plus lines is exactly what expfmt writes.
-			if f.Text == nil {
-				t.Fatal("Text is nil for a legacy family")
+			if !f.HasText() {
+				t.Fatal("no text for a legacy family")
 			}
 			got := family.AppendTextHeader(nil, f.Name, f.Help, f.Type)
-			got = append(got, f.Text...)
+			got = append(got, textOf(t, f)...)
 			if want := fullText(t, mf); !bytes.Equal(got, want) {
 				t.Errorf("header+Text =\n%s\nwant\n%s", got, want)
 			}
@@ -190,8 +190,8 @@ func TestNew(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if !bytes.Equal(textLines, f.Text) {
-				t.Errorf("TextLines =\n%s\nwant\n%s", textLines, f.Text)
+			if !bytes.Equal(textLines, textOf(t, f)) {
+				t.Errorf("TextLines =\n%s\nwant\n%s", textLines, textOf(t, f))
 			}
 
 			// And the text parses back to the same text.
@@ -215,7 +215,7 @@ func TestNewEmpty(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if f.Series != 0 || f.Metrics != nil || f.Text != nil {
+	if f.Series != 0 || f.Size() != 0 || f.MetricsLen() != 0 {
 		t.Errorf("empty family = %+v", f)
 	}
 	d, err := f.Decode()
@@ -248,8 +248,8 @@ func TestNewNeedsEscaping(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if (f.Text == nil) != tt.want {
-				t.Errorf("Text = %q, want nil: %v", f.Text, tt.want)
+			if f.HasText() == tt.want {
+				t.Errorf("HasText = %v, want %v", f.HasText(), !tt.want)
 			}
 			d, err := f.Decode()
 			if err != nil {
@@ -362,7 +362,7 @@ func TestDelimitedConcatenation(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				body = append(body, f.Metrics...)
+				body = append(body, metricsOf(t, f)...)
 				want = append(want, mf.Metric...)
 			}
 			name := tt.fams[0].GetName()
@@ -511,14 +511,14 @@ func FuzzFamily(f *testing.F) {
 			t.Fatalf("Decode() header = %q %q %v", d.GetName(), d.GetHelp(), d.GetType())
 		}
 
-		if fm.Text == nil {
+		if !fm.HasText() || fm.Series == 0 {
 			if len(in.Metric) > 0 && !family.NeedsEscaping(in) {
-				t.Fatal("Text is nil for a legacy family")
+				t.Fatal("no text for a legacy family")
 			}
 			return
 		}
 		got := family.AppendTextHeader(nil, fm.Name, fm.Help, fm.Type)
-		got = append(got, fm.Text...)
+		got = append(got, textOf(t, fm)...)
 		ref := proto.Clone(in).(*dto.MetricFamily)
 		if ref.GetHelp() == "" {
 			ref.Help = nil
@@ -537,4 +537,23 @@ func FuzzFamily(f *testing.F) {
 			t.Fatalf("family %q missing after parsing\n%s", in.GetName(), got)
 		}
 	})
+}
+
+// textOf and metricsOf decompress a family's stored forms.
+func textOf(t testing.TB, f *family.Family) []byte {
+	t.Helper()
+	b, err := f.AppendText(nil)
+	if err != nil {
+		t.Fatalf("AppendText: %v", err)
+	}
+	return b
+}
+
+func metricsOf(t testing.TB, f *family.Family) []byte {
+	t.Helper()
+	b, err := f.AppendMetrics(nil)
+	if err != nil {
+		t.Fatalf("AppendMetrics: %v", err)
+	}
+	return b
 }

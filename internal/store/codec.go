@@ -25,12 +25,13 @@ import (
 //	    metrics bytes, text flag (0 absent / 1 present) [+ text bytes],
 //	    one 8-byte hash per series
 //
-// It holds the encoded forms and series hashes, so that loading a group needs
-// no decoding and no re-encoding. The timestamp families are derived from the
-// two times and not stored.
+// It holds the encoded forms (s2-compressed, as the family keeps them in
+// memory) and series hashes, so that loading a group needs no decoding and
+// no re-encoding. The timestamp families are derived from the two times and
+// not stored. Version 1 held the forms uncompressed; it was never released.
 const (
 	codecMagic   = "PGG"
-	codecVersion = 1
+	codecVersion = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -41,7 +42,7 @@ var ErrCorrupt = errors.New("corrupt stored group")
 func encodeGroup(g *Group) []byte {
 	size := 64
 	for _, f := range g.Families {
-		size += len(f.Name) + len(f.Help) + len(f.Metrics) + len(f.Text) + 8*len(g.hashes[f.Name]) + 48
+		size += len(f.Name) + len(f.Help) + f.Size() + 8*len(g.hashes[f.Name]) + 48
 	}
 	b := make([]byte, 0, size)
 	b = append(b, codecMagic...)
@@ -70,18 +71,24 @@ func encodeGroup(g *Group) []byte {
 		b = binary.AppendUvarint(b, uint64(f.Type))
 		b = binary.AppendVarint(b, unixNano(f.Time))
 		b = binary.AppendUvarint(b, uint64(f.Series))
-		b = appendString(b, string(f.Metrics))
-		if f.Text == nil {
+		metrics, text, hasText := f.Stored()
+		b = appendBytes(b, metrics)
+		if !hasText {
 			b = append(b, 0)
 		} else {
 			b = append(b, 1)
-			b = appendString(b, string(f.Text))
+			b = appendBytes(b, text)
 		}
 		for _, h := range g.hashes[name] {
 			b = binary.LittleEndian.AppendUint64(b, h)
 		}
 	}
 	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+}
+
+func appendBytes(b, v []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(v)))
+	return append(b, v...)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -206,22 +213,23 @@ func decodeGroup(v []byte) (*Group, error) {
 	g.Families = make(map[string]*family.Family, n+2)
 	g.hashes = make(map[string][]uint64, n+2)
 	for i := uint64(0); d.err == nil && i < n; i++ {
-		f := &family.Family{
-			Name:   d.string(),
-			Help:   d.string(),
-			Type:   dto.MetricType(d.uvarint()),
-			Time:   fromUnixNano(d.varint()),
-			Series: int(d.uvarint()),
+		name, help := d.string(), d.string()
+		typ, t, series := dto.MetricType(d.uvarint()), fromUnixNano(d.varint()), d.uvarint()
+		metrics := d.bytes()
+		hasText := d.byte() == 1
+		var text []byte
+		if hasText {
+			text = d.bytes()
 		}
-		f.Metrics = d.bytes()
-		if len(f.Metrics) == 0 {
-			f.Metrics = nil
-		}
-		if d.byte() == 1 {
-			f.Text = d.bytes()
-		}
-		if d.err == nil && uint64(f.Series)*8 > uint64(len(d.b)) {
+		if d.err == nil && series > uint64(len(d.b))/8 {
 			d.err = errors.New("series count beyond end")
+		}
+		if d.err != nil {
+			break
+		}
+		f, err := family.FromStored(name, help, typ, t, int(series), metrics, text, hasText)
+		if err != nil {
+			d.err = err
 			break
 		}
 		hashes := make([]uint64, f.Series)

@@ -101,7 +101,11 @@ func storeText(t *testing.T, s *store.Store) string {
 	var lines []string
 	for _, g := range s.View().Groups {
 		for _, f := range g.Families {
-			lines = append(lines, strings.Split(strings.TrimSpace(string(f.Text)), "\n")...)
+			text, err := f.AppendText(nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			lines = append(lines, strings.Split(strings.TrimSpace(string(text)), "\n")...)
 		}
 	}
 	sortLines(lines)

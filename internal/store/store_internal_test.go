@@ -44,7 +44,7 @@ func checkIndex(t *testing.T, s *Store) {
 		}
 		st.Groups++
 		for name, f := range g.Families {
-			st.Bytes += len(f.Metrics) + len(f.Text)
+			st.Bytes += f.Size()
 			st.Series += f.Series
 			if f.Series == 0 {
 				if len(g.hashes[name]) != 0 {

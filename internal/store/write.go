@@ -333,7 +333,7 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 	}
 	if old != nil {
 		for name, f := range old.Families {
-			s.stats.Bytes -= len(f.Metrics) + len(f.Text)
+			s.stats.Bytes -= f.Size()
 			s.stats.Series -= f.Series
 			if f.Series == 0 || ng.Families[name] == f {
 				continue
@@ -347,7 +347,7 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 		s.stats.Groups++
 	}
 	for _, f := range ng.Families {
-		s.stats.Bytes += len(f.Metrics) + len(f.Text)
+		s.stats.Bytes += f.Size()
 		s.stats.Series += f.Series
 	}
 	s.groups[id] = ng
@@ -473,7 +473,7 @@ func (s *Store) deleteLocked(id string) {
 		return
 	}
 	for name, f := range old.Families {
-		s.stats.Bytes -= len(f.Metrics) + len(f.Text)
+		s.stats.Bytes -= f.Size()
 		s.stats.Series -= f.Series
 		if f.Series == 0 {
 			continue

@@ -488,7 +488,7 @@ func recount(v *store.View) store.Stats {
 		st.Groups++
 		for _, f := range g.Families {
 			st.Series += f.Series
-			st.Bytes += len(f.Metrics) + len(f.Text)
+			st.Bytes += f.Size()
 		}
 	}
 	return st
