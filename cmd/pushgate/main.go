@@ -84,9 +84,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	storeOpts := store.Options{
-		UTF8Names: cfg.EnableUTF8Names,
-		Reserved:  reserved,
-		Logger:    logger.With("component", "store"),
+		UTF8Names:        cfg.EnableUTF8Names,
+		Reserved:         reserved,
+		MaxSeriesPerPush: cfg.MaxSeriesPerPush,
+		MaxSeries:        cfg.MaxSeries,
+		Logger:           logger.With("component", "store"),
 	}
 	if db != nil {
 		storeOpts.Journal = db

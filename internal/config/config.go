@@ -37,6 +37,8 @@ type Config struct {
 	EnableUTF8Names         bool
 	MaxBodySize             int64
 	MaxDecompressedSize     int64
+	MaxSeriesPerPush        int
+	MaxSeries               int
 	Log                     promslog.Config
 	// Flags maps every flag name to its value, for the status API and page.
 	Flags map[string]string
@@ -77,6 +79,8 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").BoolVar(&cfg.EnableUTF8Names)
 	app.Flag("push.max-body-size", "Maximum size of a push request body as sent (possibly compressed). 0 means no limit.").Default("64MiB").BytesVar(&maxBody)
 	app.Flag("push.max-decompressed-size", "Maximum size of a push request body after decompression. 0 means no limit.").Default("256MiB").BytesVar(&maxDecompressed)
+	app.Flag("push.max-series-per-push", "Maximum number of series in one push. 0 means no limit.").Default("100000").IntVar(&cfg.MaxSeriesPerPush)
+	app.Flag("storage.max-series", "Maximum number of series the gateway holds (push_time_seconds and push_failure_time_seconds not counted); pushes that would exceed it are refused. 0 means no limit.").Default("10000000").IntVar(&cfg.MaxSeries)
 	promslogflag.AddFlags(app, &cfg.Log)
 
 	if _, err := app.Parse(args); err != nil {
@@ -115,6 +119,9 @@ func (c *Config) Validate() error {
 	}
 	if c.PersistenceInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--persistence.interval must be positive, got %s", c.PersistenceInterval))
+	}
+	if c.MaxSeriesPerPush < 0 || c.MaxSeries < 0 {
+		errs = append(errs, errors.New("--push.max-series-per-push and --storage.max-series must not be negative"))
 	}
 	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 {
 		errs = append(errs, errors.New("--push.max-body-size and --push.max-decompressed-size must not be negative"))

@@ -5,6 +5,7 @@ package push
 
 import (
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strconv"
@@ -140,6 +141,7 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		return
 	}
 	err = a.store.Push(key, fams, replace)
+	var limitErr *store.LimitError
 	switch {
 	case err == nil && a.opts.DisableConsistencyCheck:
 		w.WriteHeader(http.StatusAccepted)
@@ -149,6 +151,8 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		a.logger.Warn("push dropped: invalid or inconsistent",
 			"remote_addr", r.RemoteAddr, "method", r.Method, "grouping_key", key.String(), "err", err)
 		w.WriteHeader(http.StatusAccepted)
+	case errors.As(err, &limitErr):
+		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit")
 	case errors.Is(err, store.ErrInvalid):
 		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected")
 	case errors.Is(err, store.ErrStorage):
@@ -186,6 +190,15 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
+}
+
+// limitFlag names the flag that sets a limit, so the client learns which
+// one it hit.
+func limitFlag(k store.LimitKind) string {
+	if k == store.SeriesPerPush {
+		return "--push.max-series-per-push"
+	}
+	return "--storage.max-series"
 }
 
 // reject answers with a one-line reason and logs who sent what.

@@ -15,3 +15,31 @@ var ErrTimestamp = fmt.Errorf("%w: pushed metrics must not have timestamps", Err
 func invalidf(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrInvalid, fmt.Sprintf(format, args...))
 }
+
+// LimitError refuses a push that would exceed a configured limit. Such a
+// push changes nothing, not even push_failure_time_seconds: it was refused
+// before it could be judged.
+type LimitError struct {
+	Kind LimitKind
+	// Got is the number the push would reach, Max the limit.
+	Got, Max int
+}
+
+// LimitKind names a limit.
+type LimitKind int
+
+const (
+	// SeriesPerPush limits the series in one push.
+	SeriesPerPush LimitKind = iota
+	// TotalSeries limits the series in the store.
+	TotalSeries
+)
+
+func (e *LimitError) Error() string {
+	switch e.Kind {
+	case SeriesPerPush:
+		return fmt.Sprintf("push has %d series, more than the limit of %d per push", e.Got, e.Max)
+	default:
+		return fmt.Sprintf("the gateway would hold %d series, more than its limit of %d", e.Got, e.Max)
+	}
+}

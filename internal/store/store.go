@@ -76,6 +76,11 @@ type Options struct {
 	// Journal makes every change durable before it is published and
 	// acknowledged; nil keeps the store in memory only.
 	Journal Journal
+	// MaxSeriesPerPush and MaxSeries bound the series of one push and of
+	// the whole store (not counting the two timestamp series per group);
+	// 0 means no limit.
+	MaxSeriesPerPush int
+	MaxSeries        int
 }
 
 // Journal makes changes to groups durable. Each method returns only once
@@ -97,6 +102,7 @@ type Stats struct {
 
 // Store holds all groups in memory. All methods are safe for concurrent use.
 type Store struct {
+	limits  limits
 	scheme  model.ValidationScheme
 	now     func() time.Time
 	logger  *slog.Logger
@@ -124,6 +130,8 @@ type Store struct {
 	view atomic.Pointer[View] // latest built View, possibly stale
 }
 
+type limits struct{ perPush, total int }
+
 // nameEntry is what the consistency check needs to know about a metric name.
 type nameEntry struct {
 	typ      dto.MetricType
@@ -146,6 +154,7 @@ func New(opts Options) *Store {
 		escaped: map[string]map[string]struct{}{},
 		journal: opts.Journal,
 		keys:    keyLocks{m: map[string]*keyLock{}},
+		limits:  limits{perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries},
 	}
 	if opts.UTF8Names {
 		s.scheme = model.UTF8Validation

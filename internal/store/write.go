@@ -45,6 +45,9 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 	defer s.writers.RUnlock()
 	defer s.keys.lock(key.ID())()
 
+	if err := s.checkPushSize(fams); err != nil {
+		return err
+	}
 	now := s.now()
 	p, err := prepare(key, fams, s.scheme, now)
 	if err != nil {
@@ -75,9 +78,46 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 		return err
 	}
 	ng := newGroup(key, old, replace, p, now, failTime)
+	if err := s.checkTotalLocked(old, ng); err != nil {
+		s.mu.Unlock()
+		return err
+	}
 	r := s.reserveLocked(old, ng)
 	s.mu.Unlock()
 	return s.commit(old, ng, r)
+}
+
+// checkPushSize refuses a push over the per-push series limit before any
+// work is spent on it.
+func (s *Store) checkPushSize(fams map[string]*dto.MetricFamily) error {
+	if s.limits.perPush <= 0 {
+		return nil
+	}
+	n := 0
+	for _, mf := range fams {
+		n += len(mf.Metric)
+	}
+	if n > s.limits.perPush {
+		return &LimitError{Kind: SeriesPerPush, Got: n, Max: s.limits.perPush}
+	}
+	return nil
+}
+
+// checkTotalLocked refuses a change that would take the store over its
+// series limit. Writes still pending are not counted, so concurrent pushes
+// can overshoot it by what they hold.
+func (s *Store) checkTotalLocked(old, ng *Group) error {
+	if s.limits.total <= 0 {
+		return nil
+	}
+	grow := ng.Series() - 2 // the timestamp series are not counted
+	if old != nil {
+		grow -= old.Series() - 2
+	}
+	if total := s.stats.Series - 2*s.stats.Groups + grow; grow > 0 && total > s.limits.total {
+		return &LimitError{Kind: TotalSeries, Got: total, Max: s.limits.total}
+	}
+	return nil
 }
 
 // Restored is a group read back from a snapshot.

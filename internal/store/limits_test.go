@@ -1,0 +1,58 @@
+package store_test
+
+import (
+	"errors"
+	"testing"
+
+	"github.com/pushgate/pushgate/internal/store"
+)
+
+func TestLimits(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     store.Options
+		prior    []string // bodies pushed to job=p0, p1, ... first
+		push     string   // then this body to job=x
+		wantKind store.LimitKind
+		wantErr  bool
+	}{
+		{"per push: at the limit", store.Options{MaxSeriesPerPush: 2}, nil, "a 1\nb 2\n", 0, false},
+		{"per push: over", store.Options{MaxSeriesPerPush: 2}, nil, "a 1\nb 2\nc 3\n", store.SeriesPerPush, true},
+		{"total: fits", store.Options{MaxSeries: 3}, []string{"a 1\nb 1\n"}, "c 1\n", 0, false},
+		{"total: over", store.Options{MaxSeries: 3}, []string{"a 1\nb 1\n"}, "c 1\nd 1\n", store.TotalSeries, true},
+		{"total: replacing own series does not grow", store.Options{MaxSeries: 2}, []string{"a 1\nb 1\n"}, "", 0, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := store.New(tt.opts)
+			for i, body := range tt.prior {
+				if err := s.Push(mkKey(t, "job", "p"+string(rune('0'+i))), parseText(t, body), true); err != nil {
+					t.Fatal(err)
+				}
+			}
+			before, beforeGen := s.Stats(), s.View().Gen
+			k := mkKey(t, "job", "x")
+			if tt.push == "" {
+				k = mkKey(t, "job", "p0") // re-push the prior group with the same series
+				tt.push = tt.prior[0]
+			}
+			err := s.Push(k, parseText(t, tt.push), true)
+			var le *store.LimitError
+			if !tt.wantErr {
+				if err != nil {
+					t.Fatalf("Push: %v", err)
+				}
+				return
+			}
+			if !errors.As(err, &le) || le.Kind != tt.wantKind {
+				t.Fatalf("err = %v, want a LimitError of kind %d", err, tt.wantKind)
+			}
+			if errors.Is(err, store.ErrInvalid) {
+				t.Errorf("a limit error must not count as invalid content")
+			}
+			if s.Stats() != before || s.View().Gen != beforeGen {
+				t.Errorf("a refused push changed the store")
+			}
+		})
+	}
+}
