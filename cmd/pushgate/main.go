@@ -11,6 +11,8 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -45,10 +47,19 @@ func main() {
 // shutdownTimeout bounds how long in-flight requests may take at shutdown.
 const shutdownTimeout = 30 * time.Second
 
+// defaultGCPercent is the GC target unless GOGC is set. The heap is mostly
+// pointer-free byte slices (the stored families), which the collector does
+// not scan, so collecting more often is cheap, and a heap that may grow to
+// twice the live data (Go's default) would double the resident memory.
+const defaultGCPercent = 25
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err error) {
 	cfg, err := config.Parse(args, stdout)
 	if err != nil {
 		return err
+	}
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
 	}
 	cfg.Log.Writer = stderr
 	logger := promslog.New(&cfg.Log)
@@ -119,12 +130,22 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		EnableAdmin: cfg.EnableAdminAPI,
 		Logger:      logger.With("component", "api"),
 	})
+	// Links follow --web.external-url; without it, the gateway is reached
+	// directly, at the route prefix.
+	uiPrefix := cfg.ExternalPathPrefix
+	if cfg.ExternalURL == nil || cfg.ExternalURL.Host == "" {
+		uiPrefix = cfg.RoutePrefix
+	}
 	pages, err := ui.New(st, ui.Options{
-		Prefix:        cfg.ExternalPathPrefix,
+		Prefix:        uiPrefix,
+		ExternalURL:   cfg.ExternalURL,
 		TelemetryPath: cfg.TelemetryPath,
+		UTF8Names:     cfg.EnableUTF8Names,
+		EnableAdmin:   cfg.EnableAdminAPI,
 		Flags:         cfg.Flags,
 		BuildInfo:     buildInfo,
 		StartTime:     startTime,
+		Storage:       storageState(cfg, db, reg),
 		Logger:        logger.With("component", "ui"),
 	})
 	if err != nil {
@@ -145,8 +166,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Delete: pushAPI.Delete(),
 		Scrape: exposition.New(st, reg, logger.With("component", "exposition")),
 		API:    jsonAPI.Routes(),
-		Groups: pages.Groups,
-		Status: pages.Status,
+		Pages:  pages.Routes(),
 	}, reg)
 
 	// Serve /-/healthy at once; /-/ready and writes wait for the restore.
@@ -226,6 +246,9 @@ func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logg
 		// (compaction needs room for a copy, which a full disk lacks).
 		logger.Error("compaction failed; continuing with the uncompacted file", "file", db.Path(), "err", err)
 	}
+	if err := db.ReleaseMapped(); err != nil {
+		logger.Debug("release mapped pages of the storage file", "err", err)
+	}
 	if cfg.PersistenceFile == "" {
 		return nil, nil
 	}
@@ -249,6 +272,36 @@ func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logg
 		logger.Info("imported reference persistence file; it is left untouched", "file", cfg.PersistenceFile, "groups", n, "storage", db.Path())
 	}
 	return nil, nil
+}
+
+// storageState reports the storage for the UI's status page: the database
+// file (or, in memory, the persistence file), its size and last write, and
+// the last compaction, read from the disk's own gauge.
+func storageState(cfg *config.Config, db *disk.DB, g prometheus.Gatherer) func() ui.StorageState {
+	return func() ui.StorageState {
+		st := ui.StorageState{Size: -1, Path: cfg.PersistenceFile}
+		if db != nil {
+			st.Durable, st.Path, st.Err = true, db.Path(), db.Healthy()
+			if abs, err := filepath.Abs(st.Path); err == nil {
+				st.Path = abs
+			}
+			if mfs, err := g.Gather(); err == nil {
+				for _, mf := range mfs {
+					if mf.GetName() == "pushgate_storage_last_compaction_timestamp_seconds" && len(mf.Metric) == 1 {
+						if v := mf.Metric[0].GetGauge().GetValue(); v > 0 {
+							st.LastCompaction = time.Unix(0, int64(v*1e9))
+						}
+					}
+				}
+			}
+		}
+		if st.Path != "" {
+			if fi, err := os.Stat(st.Path); err == nil {
+				st.Size, st.Modified = fi.Size(), fi.ModTime()
+			}
+		}
+		return st
+	}
 }
 
 // reservedFamilies lists the gateway's own metric families, which pushed

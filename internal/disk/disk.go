@@ -237,6 +237,21 @@ const (
 	compactMinSize = 16 << 20
 )
 
+// ReleaseMapped drops the file's pages from the process's resident memory
+// (see dropMapped); call it after reading everything at start.
+func (d *DB) ReleaseMapped() error {
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
+	fi, err := os.Stat(d.path)
+	if err != nil {
+		return err
+	}
+	// bbolt maps at least the file; the pages beyond the file are never
+	// resident, so the file size bounds what there is to drop.
+	pageSize := int64(d.db.Info().PageSize)
+	return dropMapped(d.db.Info().Data, int(fi.Size()/pageSize*pageSize))
+}
+
 // CompactIfWasteful compacts the file if most of it is free pages. Call it
 // after the stored data was read successfully, never before: compacting
 // replaces the file.
@@ -442,6 +457,9 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 		case <-compact:
 			if err := d.maybeCompact(); err != nil {
 				d.logger.Error("compaction failed", "file", d.path, "err", err)
+			}
+			if err := d.ReleaseMapped(); err != nil {
+				d.logger.Debug("release mapped pages", "file", d.path, "err", err)
 			}
 			continue
 		case done := <-d.compactReq:

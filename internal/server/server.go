@@ -16,6 +16,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/api"
 	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/ui"
 )
 
 // Parts are the handlers the server routes to.
@@ -24,7 +25,8 @@ type Parts struct {
 	Put, Post, Delete http.Handler
 	Scrape            http.Handler
 	API               []api.Route
-	Groups, Status    http.HandlerFunc
+	// Pages are the web UI's pages and actions.
+	Pages []ui.Route
 }
 
 // Options configure the routes.
@@ -86,8 +88,13 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	// reference; ServeMux would redirect to the subtree instead).
 	mux.Handle("/metrics/job", http.NotFoundHandler())
 	mux.Handle("/metrics/job@base64", http.NotFoundHandler())
-	mux.Handle("GET /{$}", count("status", parts.Groups))
-	mux.Handle("GET /status", count("status", parts.Status))
+	for _, r := range parts.Pages {
+		h := r.Handler
+		if r.Write {
+			h = write(h)
+		}
+		mux.Handle(r.Pattern, count(r.Name, h))
+	}
 	mux.HandleFunc("GET /-/healthy", func(w http.ResponseWriter, _ *http.Request) { _, _ = io.WriteString(w, "OK") })
 	mux.HandleFunc("GET /-/ready", s.readyz)
 	mux.HandleFunc("GET /-/quit", func(w http.ResponseWriter, _ *http.Request) {
