@@ -58,9 +58,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	if err != nil {
 		return err
 	}
-	if os.Getenv("GOGC") == "" {
-		debug.SetGCPercent(defaultGCPercent)
-	}
+
 	cfg.Log.Writer = stderr
 	logger := promslog.New(&cfg.Log)
 	logger.Info("starting pushgate", "version", version.Info())
@@ -185,6 +183,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		return err
 	}
 	replay.Set(time.Since(start).Seconds())
+	// The restore allocates the whole store at once; only afterwards is
+	// the tighter target worth its extra collections.
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	logger.Info("ready", "groups", st.Stats().Groups, "series", st.Stats().Series, "restore_duration", time.Since(start))
 	srv.SetReady(true)
 	persistCtx, stopPersisting := context.WithCancel(context.Background())

@@ -45,6 +45,9 @@ const formatVersion = "1"
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 4096
 
+// releaseInterval is how often mapped pages are released (ReleaseMapped).
+const releaseInterval = 30 * time.Second
+
 // Options configure the database.
 type Options struct {
 	// ProbeInterval is how often a failing database is probed for
@@ -451,9 +454,18 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 		defer t.Stop()
 		compact = t.C
 	}
+	// Writes read the pages of the values they replace through the
+	// mapping; release them regularly so they do not add up to the file.
+	release := time.NewTicker(releaseInterval)
+	defer release.Stop()
 	batch := make([]*request, 0, maxBatch)
 	for {
 		select {
+		case <-release.C:
+			if err := d.ReleaseMapped(); err != nil {
+				d.logger.Debug("release mapped pages", "file", d.path, "err", err)
+			}
+			continue
 		case <-compact:
 			if err := d.maybeCompact(); err != nil {
 				d.logger.Error("compaction failed", "file", d.path, "err", err)

@@ -17,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"weak"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
@@ -39,8 +40,11 @@ type Handler struct {
 	gatherer prometheus.Gatherer
 	logger   *slog.Logger
 
-	mu   sync.Mutex // guards plan
-	plan *plan      // merged order of pushed families for one store generation
+	mu sync.Mutex // guards plan
+	// plan is the merged order of pushed families of the last scrape. It
+	// is held weakly: concurrent scrapes share it, but between scrapes it
+	// must not keep groups alive that pushes have replaced since.
+	plan weak.Pointer[plan]
 }
 
 // New returns a scrape handler exposing the store's groups and what own
@@ -78,8 +82,8 @@ func (h *Handler) currentPlan() *plan {
 	v := h.store.View()
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.plan != nil && h.plan.gen == v.Gen {
-		return h.plan
+	if p := h.plan.Value(); p != nil && p.gen == v.Gen {
+		return p
 	}
 	byName := map[string]*entry{}
 	for _, g := range v.Groups {
@@ -103,7 +107,7 @@ func (h *Handler) currentPlan() *plan {
 		p.entries = append(p.entries, *e)
 	}
 	sort.Slice(p.entries, func(i, j int) bool { return p.entries[i].name < p.entries[j].name })
-	h.plan = p
+	h.plan = weak.Make(p)
 	return p
 }
 

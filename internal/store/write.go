@@ -391,7 +391,15 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 		s.stats.Series += f.Series
 	}
 	s.groups[id] = ng
+	s.changedLocked()
+}
+
+// changedLocked marks a change: a new generation, and the cached view is
+// dropped, so that it does not keep replaced groups alive until the next
+// reader asks for a view.
+func (s *Store) changedLocked() {
 	s.gen++
+	s.view.Store(nil)
 }
 
 // unindexSeriesLocked drops the series of oldHashes that newHashes does not
@@ -523,7 +531,7 @@ func (s *Store) deleteLocked(id string) {
 	}
 	delete(s.groups, id)
 	s.stats.Groups--
-	s.gen++
+	s.changedLocked()
 }
 
 // Wipe removes all groups. It waits for writes in progress.
