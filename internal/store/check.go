@@ -77,7 +77,7 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 			return err
 		}
 		for _, h := range p.series[i] {
-			if owner, ok := s.series[h]; ok && owner != key.ID() {
+			if owner, ok := s.series[h]; ok && (old == nil || owner != old.num) {
 				return invalidf("a series of metric %s with the same labels is already pushed in group %s",
 					f.Name, s.describeLocked(owner))
 			}
@@ -120,10 +120,10 @@ func typeString(t dto.MetricType) string {
 	return strings.ToLower(t.String())
 }
 
-// describeLocked names a group by ID for messages. The group may not be
-// published yet (its write is pending), so it is not looked up.
-func (s *Store) describeLocked(id string) string {
-	parts := strings.Split(id, string([]byte{model.SeparatorByte}))
+// describeLocked names a group by number for messages. The group may not
+// be published yet (its write is pending), so only its ID is looked up.
+func (s *Store) describeLocked(num uint32) string {
+	parts := strings.Split(s.groupIDs[num], string([]byte{model.SeparatorByte}))
 	var sb strings.Builder
 	sb.WriteByte('{')
 	for i := 0; i+1 < len(parts); i += 2 {

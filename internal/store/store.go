@@ -30,6 +30,9 @@ type Group struct {
 	// hashes holds the series hashes of each non-empty family, for
 	// unindexing it when it is replaced.
 	hashes map[string][]uint64
+	// num identifies the group in the series index; it stays the same
+	// across the group's versions.
+	num uint32
 }
 
 // LastPushSuccessful reports whether the last push to the group succeeded,
@@ -119,7 +122,13 @@ type Store struct {
 	mu     sync.Mutex // guards the fields below
 	groups map[string]*Group
 	names  map[string]*nameEntry
-	series map[uint64]string // series hash -> ID of the group that holds it
+	// series maps a series hash to the number of the group that holds it.
+	// A number, not the group ID: the map holds a series of every group,
+	// and without pointers in it the garbage collector need not scan it.
+	series   map[uint64]uint32
+	groupIDs map[uint32]string // group number -> group ID
+	freeNums []uint32          // numbers of deleted groups, for reuse
+	nextNum  uint32            // next new number; 0 means none
 	// escaped maps, with UTF-8 names only, the underscore-escaped form of
 	// each indexed name (what scrapers without UTF-8 support see) to the
 	// names that have it.
@@ -150,7 +159,9 @@ func New(opts Options) *Store {
 		logger:  opts.Logger,
 		groups:  map[string]*Group{},
 		names:   map[string]*nameEntry{},
-		series:  map[uint64]string{},
+		series:   map[uint64]uint32{},
+		groupIDs: map[uint32]string{},
+		nextNum:  1,
 		escaped: map[string]map[string]struct{}{},
 		journal: opts.Journal,
 		keys:    keyLocks{m: map[string]*keyLock{}},

@@ -36,7 +36,7 @@ func checkIndex(t *testing.T, s *Store) {
 			t.Errorf("name %s: retyping = %d with no write pending", name, e.retyping)
 		}
 	}
-	wantSeries := map[uint64]string{}
+	wantSeries := map[uint64]uint32{}
 	var st Stats
 	for id, g := range s.groups {
 		if g.Key.ID() != id {
@@ -67,9 +67,9 @@ func checkIndex(t *testing.T, s *Store) {
 					t.Errorf("group %s: hash %d of %s is stale", g.Key, i, name)
 				}
 				if other, dup := wantSeries[h]; dup {
-					t.Errorf("series %s%s in groups %q and %q", name, formatLabels(m.Label), other, id)
+					t.Errorf("series %s%s in groups %q and %q", name, formatLabels(m.Label), s.groupIDs[other], id)
 				}
-				wantSeries[h] = id
+				wantSeries[h] = g.num
 			}
 			e, ok := wantNames[name]
 			if ok && e.typ != f.Type {
@@ -89,6 +89,16 @@ func checkIndex(t *testing.T, s *Store) {
 	}
 	if !maps.Equal(s.series, wantSeries) {
 		t.Errorf("series index has %d entries, recount %d", len(s.series), len(wantSeries))
+	}
+	wantIDs := map[uint32]string{}
+	for id, g := range s.groups {
+		if _, dup := wantIDs[g.num]; dup || g.num == 0 {
+			t.Errorf("group %s has number %d, which is 0 or taken", g.Key, g.num)
+		}
+		wantIDs[g.num] = id
+	}
+	if !maps.Equal(s.groupIDs, wantIDs) {
+		t.Errorf("group numbers: %v, recount %v", s.groupIDs, wantIDs)
 	}
 	if s.scheme == model.UTF8Validation {
 		wantEscaped := map[string]map[string]struct{}{}

@@ -248,6 +248,9 @@ func newGroup(key grouping.Key, old *Group, replace bool, p *prepared, pushTime,
 		PushTime: pushTime,
 		FailTime: failTime,
 	}
+	if old != nil {
+		ng.num = old.num
+	}
 	if old != nil && !replace {
 		for name, f := range old.Families {
 			if !p.has(name) {
@@ -271,13 +274,18 @@ type reservation struct {
 	hashes  []uint64                  // series newly owned by the group
 	names   []string                  // names whose group count went up
 	retyped map[string]dto.MetricType // names whose type changed: their old type
+	num     uint32                    // number given to a new group, else 0
 }
 
 // reserveLocked adds the index entries of ng that old does not have. Until
 // publication, the indexes hold the union of old and ng.
 func (s *Store) reserveLocked(old, ng *Group) *reservation {
 	r := &reservation{}
-	id := ng.Key.ID()
+	if old == nil {
+		ng.num = s.allocNumLocked(ng.Key.ID())
+		r.num = ng.num
+	}
+	num := ng.num
 	for name, f := range ng.Families {
 		if f.Series == 0 {
 			continue
@@ -305,7 +313,7 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 		}
 		for _, h := range ng.hashes[name] {
 			if _, ok := s.series[h]; !ok {
-				s.series[h] = id
+				s.series[h] = num
 				r.hashes = append(r.hashes, h)
 			}
 		}
@@ -326,6 +334,9 @@ func (s *Store) undoLocked(r *reservation) {
 	for _, h := range r.hashes {
 		delete(s.series, h)
 	}
+	if r.num != 0 {
+		s.freeNumLocked(r.num)
+	}
 	for _, name := range r.names {
 		s.dropNameLocked(name)
 	}
@@ -335,6 +346,25 @@ func (s *Store) undoLocked(r *reservation) {
 			e.retyping--
 		}
 	}
+}
+
+// allocNumLocked gives a new group its number, reusing those of deleted
+// groups so that the numbers never run out.
+func (s *Store) allocNumLocked(id string) uint32 {
+	var n uint32
+	if k := len(s.freeNums); k > 0 {
+		n, s.freeNums = s.freeNums[k-1], s.freeNums[:k-1]
+	} else {
+		n = s.nextNum
+		s.nextNum++
+	}
+	s.groupIDs[n] = id
+	return n
+}
+
+func (s *Store) freeNumLocked(n uint32) {
+	delete(s.groupIDs, n)
+	s.freeNums = append(s.freeNums, n)
 }
 
 func (s *Store) dropNameLocked(name string) {
@@ -366,6 +396,7 @@ func (s *Store) commit(old, ng *Group, r *reservation) error {
 // publishLocked swaps in ng and drops the index entries only old had.
 func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 	id := ng.Key.ID()
+	num := ng.num
 	for name := range r.retyped {
 		if e := s.names[name]; e != nil {
 			e.retyping--
@@ -381,7 +412,7 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 			if !holds(ng, name) {
 				s.dropNameLocked(name)
 			}
-			s.unindexSeriesLocked(id, old.hashes[name], ng.hashes[name])
+			s.unindexSeriesLocked(num, old.hashes[name], ng.hashes[name])
 		}
 	} else {
 		s.stats.Groups++
@@ -404,7 +435,7 @@ func (s *Store) changedLocked() {
 
 // unindexSeriesLocked drops the series of oldHashes that newHashes does not
 // have. Re-pushing the same series, the usual case, is one comparison.
-func (s *Store) unindexSeriesLocked(id string, oldHashes, newHashes []uint64) {
+func (s *Store) unindexSeriesLocked(num uint32, oldHashes, newHashes []uint64) {
 	if equalHashes(oldHashes, newHashes) {
 		return
 	}
@@ -413,7 +444,7 @@ func (s *Store) unindexSeriesLocked(id string, oldHashes, newHashes []uint64) {
 		keep[h] = struct{}{}
 	}
 	for _, h := range oldHashes {
-		if _, ok := keep[h]; !ok && s.series[h] == id {
+		if _, ok := keep[h]; !ok && s.series[h] == num {
 			delete(s.series, h)
 		}
 	}
@@ -459,9 +490,10 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 			if owner, ok := s.series[h]; ok {
 				// The reference would create a colliding group here and
 				// fail every scrape until it is deleted; we do not.
+				other := s.describeLocked(owner)
 				s.mu.Unlock()
 				s.logger.Debug("not recording failure of push to new group: its timestamp series collide with another group",
-					"grouping_key", key.String(), "other_group", s.describeLocked(owner))
+					"grouping_key", key.String(), "other_group", other)
 				return
 			}
 		}
@@ -527,8 +559,9 @@ func (s *Store) deleteLocked(id string) {
 			continue
 		}
 		s.dropNameLocked(name)
-		s.unindexSeriesLocked(id, old.hashes[name], nil)
+		s.unindexSeriesLocked(old.num, old.hashes[name], nil)
 	}
+	s.freeNumLocked(old.num)
 	delete(s.groups, id)
 	s.stats.Groups--
 	s.changedLocked()
