@@ -154,18 +154,18 @@ type nameEntry struct {
 // New returns an empty store.
 func New(opts Options) *Store {
 	s := &Store{
-		scheme:  model.LegacyValidation,
-		now:     opts.Now,
-		logger:  opts.Logger,
-		groups:  map[string]*Group{},
-		names:   map[string]*nameEntry{},
+		scheme:   model.LegacyValidation,
+		now:      opts.Now,
+		logger:   opts.Logger,
+		groups:   map[string]*Group{},
+		names:    map[string]*nameEntry{},
 		series:   map[uint64]uint32{},
 		groupIDs: map[uint32]string{},
 		nextNum:  1,
-		escaped: map[string]map[string]struct{}{},
-		journal: opts.Journal,
-		keys:    keyLocks{m: map[string]*keyLock{}},
-		limits:  limits{perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries},
+		escaped:  map[string]map[string]struct{}{},
+		journal:  opts.Journal,
+		keys:     keyLocks{m: map[string]*keyLock{}},
+		limits:   limits{perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries},
 	}
 	if opts.UTF8Names {
 		s.scheme = model.UTF8Validation
