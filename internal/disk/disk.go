@@ -46,7 +46,7 @@ const formatVersion = "1"
 const maxBatch = 4096
 
 // releaseInterval is how often mapped pages are released (ReleaseMapped).
-const releaseInterval = 30 * time.Second
+const releaseInterval = 5 * time.Second
 
 // Options configure the database.
 type Options struct {
