@@ -17,7 +17,7 @@ FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
 	xargs -r grep -H -o '^func Fuzz[A-Za-z0-9_]*' | sed -E 's#^(.*)/[^/]+_test.go:func (Fuzz[A-Za-z0-9_]*)#./\1:\2#' | sort -u)
 FUZZTIME ?= 5s
 
-.PHONY: all build run test unit e2e fuzz bench lint fmt clean
+.PHONY: all build run test unit e2e fuzz bench soak lint fmt clean
 
 all: lint build test
 
@@ -44,6 +44,11 @@ fuzz:
 
 bench:
 	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+
+# Minutes of mixed load with bad requests mixed in; not part of `make test`.
+SOAK_ARGS ?= -duration 5m
+soak: build
+	$(GO) run ./tools/soak -bin ./$(BINARY) $(SOAK_ARGS)
 
 lint:
 	$(GO) vet ./...

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/common/version"
 	"github.com/prometheus/exporter-toolkit/web"
 
+	"github.com/pushgate/pushgate/internal/access"
 	"github.com/pushgate/pushgate/internal/api"
 	"github.com/pushgate/pushgate/internal/config"
 	"github.com/pushgate/pushgate/internal/disk"
@@ -63,6 +64,13 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	logger := promslog.New(&cfg.Log)
 	logger.Info("starting pushgate", "version", version.Info())
 	logger.Info("build context", "build_context", version.BuildContext())
+	policy, err := access.Load(cfg.AccessConfig)
+	if err != nil {
+		return fmt.Errorf("load --web.access-config: %w", err)
+	}
+	if policy != nil {
+		logger.Info("access control enabled", "file", cfg.AccessConfig, "principals", policy.Describe())
+	}
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
@@ -70,6 +78,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		versioncollector.NewCollector("pushgateway"),
 	)
+	guard := access.NewGuard(policy, access.Options{
+		UTF8Names:  cfg.EnableUTF8Names,
+		Logger:     logger.With("component", "access"),
+		Registerer: reg,
+	})
 	var db *disk.DB
 	if !cfg.InMemory {
 		db, err = disk.Open(cfg.StoragePath, disk.Options{
@@ -93,11 +106,15 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 
 	storeOpts := store.Options{
-		UTF8Names:        cfg.EnableUTF8Names,
-		Reserved:         reserved,
-		MaxSeriesPerPush: cfg.MaxSeriesPerPush,
-		MaxSeries:        cfg.MaxSeries,
-		Logger:           logger.With("component", "store"),
+		UTF8Names:           cfg.EnableUTF8Names,
+		Reserved:            reserved,
+		MaxSeriesPerPush:    cfg.MaxSeriesPerPush,
+		MaxSeries:           cfg.MaxSeries,
+		MaxGroups:           cfg.MaxGroups,
+		MaxLabelsPerSeries:  cfg.MaxLabelsPerSeries,
+		MaxLabelNameLength:  cfg.MaxLabelNameLength,
+		MaxLabelValueLength: cfg.MaxLabelValueLength,
+		Logger:              logger.With("component", "store"),
 	}
 	if db != nil {
 		storeOpts.Journal = db
@@ -110,6 +127,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		DisableConsistencyCheck: cfg.DisableConsistencyCheck,
 		MaxBodyBytes:            cfg.MaxBodySize,
 		MaxDecompressedBytes:    cfg.MaxDecompressedSize,
+		MaxInFlight:             cfg.MaxConcurrentPushes,
 		Logger:                  logger.With("component", "push"),
 	}, reg)
 	buildInfo := map[string]string{
@@ -158,6 +176,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		TelemetryPath:   cfg.TelemetryPath,
 		EnableLifecycle: cfg.EnableLifecycle,
 		Health:          health,
+		Access:          guard.Wrap,
 	}, server.Parts{
 		Put:    pushAPI.Push(true),
 		Post:   pushAPI.Push(false),
@@ -170,8 +189,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// Serve /-/healthy at once; /-/ready and writes wait for the restore.
 	httpServer := &http.Server{
 		Handler:           srv,
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       5 * time.Minute,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelError),
 	}
 	serveErr := make(chan error, 1)

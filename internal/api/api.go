@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pushgate/pushgate/internal/histogram"
 	"github.com/pushgate/pushgate/internal/store"
 )
 
@@ -184,7 +185,7 @@ func Metrics(mf *dto.MetricFamily) []map[string]any {
 		case dto.MetricType_HISTOGRAM, dto.MetricType_GAUGE_HISTOGRAM:
 			h := m.GetHistogram()
 			obj["sum"] = fmt.Sprint(h.GetSampleSum())
-			if isNative(h) {
+			if histogram.IsNative(h) {
 				obj["count"], obj["buckets"] = nativeBuckets(h)
 				break
 			}

@@ -35,10 +35,20 @@ type Config struct {
 	PersistenceInterval     time.Duration
 	DisableConsistencyCheck bool
 	EnableUTF8Names         bool
+	AccessConfig            string
 	MaxBodySize             int64
 	MaxDecompressedSize     int64
 	MaxSeriesPerPush        int
 	MaxSeries               int
+	MaxGroups               int
+	MaxLabelsPerSeries      int
+	MaxLabelNameLength      int
+	MaxLabelValueLength     int
+	MaxConcurrentPushes     int
+	ReadHeaderTimeout       time.Duration
+	ReadTimeout             time.Duration
+	WriteTimeout            time.Duration
+	IdleTimeout             time.Duration
 	Log                     promslog.Config
 	// Flags maps every flag name to its value, for the status API and page.
 	Flags map[string]string
@@ -71,6 +81,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("web.route-prefix", "Prefix for the internal routes of web endpoints. Defaults to the path of --web.external-url.").Default("").StringVar(&cfg.RoutePrefix)
 	app.Flag("web.enable-lifecycle", "Enable shutdown via HTTP request.").Default("false").BoolVar(&cfg.EnableLifecycle)
 	app.Flag("web.enable-admin-api", "Enable API endpoints for admin control actions.").Default("false").BoolVar(&cfg.EnableAdminAPI)
+	app.Flag("web.access-config", "Path to a YAML file of users, tokens and their scopes (read, push to matching groups, admin). Empty: everything is allowed, as in the reference.").Default("").StringVar(&cfg.AccessConfig)
 	app.Flag("storage.path", "Directory of the durable storage. Every push is on disk (fsynced) there before it is acknowledged.").Default("data").StringVar(&cfg.StoragePath)
 	app.Flag("storage.in-memory", "Keep pushed metrics in memory only, like the reference without --persistence.file; --persistence.file then works as in the reference.").Default("false").BoolVar(&cfg.InMemory)
 	app.Flag("persistence.file", "A persistence file of prometheus/pushgateway. With durable storage it is imported once, on the first start, and left untouched; with --storage.in-memory it is loaded at start and rewritten every --persistence.interval, as the reference does.").Default("").StringVar(&cfg.PersistenceFile)
@@ -81,6 +92,15 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("push.max-decompressed-size", "Maximum size of a push request body after decompression. 0 means no limit.").Default("256MiB").BytesVar(&maxDecompressed)
 	app.Flag("push.max-series-per-push", "Maximum number of series in one push. 0 means no limit.").Default("100000").IntVar(&cfg.MaxSeriesPerPush)
 	app.Flag("storage.max-series", "Maximum number of series the gateway holds (push_time_seconds and push_failure_time_seconds not counted); pushes that would exceed it are refused. 0 means no limit.").Default("10000000").IntVar(&cfg.MaxSeries)
+	app.Flag("storage.max-groups", "Maximum number of groups the gateway holds; pushes that would create more are refused. 0 means no limit.").Default("1000000").IntVar(&cfg.MaxGroups)
+	app.Flag("push.max-labels-per-series", "Maximum number of labels of a pushed series, grouping labels included. 0 means no limit.").Default("128").IntVar(&cfg.MaxLabelsPerSeries)
+	app.Flag("push.max-label-name-length", "Maximum length of a label name in bytes. 0 means no limit.").Default("1024").IntVar(&cfg.MaxLabelNameLength)
+	app.Flag("push.max-label-value-length", "Maximum length of a label value in bytes. 0 means no limit.").Default("16384").IntVar(&cfg.MaxLabelValueLength)
+	app.Flag("push.max-concurrent", "Maximum number of pushes and deletes handled at once; more are refused at once with 429. 0 means no limit.").Default("1024").IntVar(&cfg.MaxConcurrentPushes)
+	app.Flag("web.read-header-timeout", "Time a client has to send its request headers.").Default("30s").DurationVar(&cfg.ReadHeaderTimeout)
+	app.Flag("web.read-timeout", "Time a client has to send a whole request, body included. 0 means no limit.").Default("5m").DurationVar(&cfg.ReadTimeout)
+	app.Flag("web.write-timeout", "Time to write a response, from the end of the request headers. 0 means no limit.").Default("10m").DurationVar(&cfg.WriteTimeout)
+	app.Flag("web.idle-timeout", "Time an idle keep-alive connection is kept open.").Default("5m").DurationVar(&cfg.IdleTimeout)
 	promslogflag.AddFlags(app, &cfg.Log)
 
 	if _, err := app.Parse(args); err != nil {
@@ -120,8 +140,15 @@ func (c *Config) Validate() error {
 	if c.PersistenceInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--persistence.interval must be positive, got %s", c.PersistenceInterval))
 	}
-	if c.MaxSeriesPerPush < 0 || c.MaxSeries < 0 {
-		errs = append(errs, errors.New("--push.max-series-per-push and --storage.max-series must not be negative"))
+	for name, v := range map[string]int{
+		"--push.max-series-per-push": c.MaxSeriesPerPush, "--storage.max-series": c.MaxSeries,
+		"--storage.max-groups": c.MaxGroups, "--push.max-labels-per-series": c.MaxLabelsPerSeries,
+		"--push.max-label-name-length": c.MaxLabelNameLength, "--push.max-label-value-length": c.MaxLabelValueLength,
+		"--push.max-concurrent": c.MaxConcurrentPushes,
+	} {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
+		}
 	}
 	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 {
 		errs = append(errs, errors.New("--push.max-body-size and --push.max-decompressed-size must not be negative"))

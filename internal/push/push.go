@@ -39,22 +39,29 @@ type Options struct {
 	MaxBodyBytes int64
 	// MaxDecompressedBytes bounds the body after decompression; 0 means no limit.
 	MaxDecompressedBytes int64
+	// MaxInFlight bounds the pushes and deletes handled at once; more are
+	// refused at once with 429 instead of queueing. 0 means no limit.
+	MaxInFlight int
 	// Logger; nil discards.
 	Logger *slog.Logger
 }
 
 // API serves pushes and deletes.
 type API struct {
-	store   Store
-	opts    Options
-	scheme  model.ValidationScheme
-	logger  *slog.Logger
-	metrics *metrics
+	store    Store
+	opts     Options
+	inFlight chan struct{} // a slot per write in progress; nil: unlimited
+	scheme   model.ValidationScheme
+	logger   *slog.Logger
+	metrics  *metrics
 }
 
+const rejectionsMetric = "pushgate_push_rejections_total"
+
 type metrics struct {
-	size     *prometheus.SummaryVec
-	duration *prometheus.SummaryVec
+	size       *prometheus.SummaryVec
+	duration   *prometheus.SummaryVec
+	rejections *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -70,9 +77,16 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Help:       "HTTP request duration for pushes to the Pushgateway.",
 			Objectives: objectives,
 		}, []string{"method"}),
+		rejections: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: rejectionsMetric,
+			Help: "Pushes and deletes refused, by reason.",
+		}, []string{"reason"}),
+	}
+	for _, r := range reasons {
+		m.rejections.WithLabelValues(r)
 	}
 	if reg != nil {
-		reg.MustRegister(m.size, m.duration)
+		reg.MustRegister(m.size, m.duration, m.rejections)
 	}
 	return m
 }
@@ -86,7 +100,28 @@ func New(s Store, opts Options, reg prometheus.Registerer) *API {
 	if a.logger == nil {
 		a.logger = slog.New(slog.DiscardHandler)
 	}
+	if opts.MaxInFlight > 0 {
+		a.inFlight = make(chan struct{}, opts.MaxInFlight)
+	}
 	return a
+}
+
+// admit takes a slot for a write, or refuses it (429) when all are taken:
+// failing fast keeps a flood of pushes from piling up in memory.
+func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+	if a.inFlight == nil {
+		return func() {}, true
+	}
+	select {
+	case a.inFlight <- struct{}{}:
+		return func() { <-a.inFlight }, true
+	default:
+		w.Header().Set("Retry-After", "1")
+		a.reject(w, r, http.StatusTooManyRequests,
+			fmt.Errorf("too many pushes in progress (limit %d, --push.max-concurrent); retry later", a.opts.MaxInFlight),
+			"", "push refused: overloaded", reasonOverload)
+		return nil, false
+	}
 }
 
 // Push returns the handler for PUT (replace is true) or POST.
@@ -106,6 +141,7 @@ func Reserved() []store.Reserved {
 	return []store.Reserved{
 		{Name: "pushgateway_http_push_size_bytes", Type: dto.MetricType_SUMMARY},
 		{Name: "pushgateway_http_push_duration_seconds", Type: dto.MetricType_SUMMARY},
+		{Name: rejectionsMetric, Type: dto.MetricType_COUNTER},
 	}
 }
 
@@ -121,9 +157,14 @@ func (a *API) groupingKey(r *http.Request) (grouping.Key, error) {
 }
 
 func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
+	release, ok := a.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	key, err := a.groupingKey(r)
 	if err != nil {
-		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL")
+		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL", reasonURL)
 		return
 	}
 	fams, err := a.readBody(w, r)
@@ -137,7 +178,7 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		if errors.As(err, &maxBytes) {
 			err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
 		}
-		a.reject(w, r, status, err, key.String(), "invalid push body")
+		a.reject(w, r, status, err, key.String(), "invalid push body", bodyReason(status))
 		return
 	}
 	err = a.store.Push(key, fams, replace)
@@ -152,14 +193,14 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 			"remote_addr", r.RemoteAddr, "method", r.Method, "grouping_key", key.String(), "err", err)
 		w.WriteHeader(http.StatusAccepted)
 	case errors.As(err, &limitErr):
-		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit")
+		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit", reasonLimit)
 	case errors.Is(err, store.ErrInvalid):
-		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected")
+		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected", reasonInconsistent)
 	case errors.Is(err, store.ErrStorage):
 		// Nothing was changed; the client may retry.
-		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "push not stored")
+		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "push not stored", reasonStorage)
 	default:
-		a.reject(w, r, http.StatusInternalServerError, err, key.String(), "push failed")
+		a.reject(w, r, http.StatusInternalServerError, err, key.String(), "push failed", reasonInternal)
 	}
 }
 
@@ -180,13 +221,18 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) (map[string]*dto.
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
+	release, ok := a.admit(w, r)
+	if !ok {
+		return
+	}
+	defer release()
 	key, err := a.groupingKey(r)
 	if err != nil {
-		a.reject(w, r, http.StatusBadRequest, err, "", "invalid delete URL")
+		a.reject(w, r, http.StatusBadRequest, err, "", "invalid delete URL", reasonURL)
 		return
 	}
 	if err := a.store.Delete(key); err != nil {
-		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "delete not stored")
+		a.reject(w, r, http.StatusServiceUnavailable, err, key.String(), "delete not stored", reasonStorage)
 		return
 	}
 	w.WriteHeader(http.StatusAccepted)
@@ -195,16 +241,50 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) {
 // limitFlag names the flag that sets a limit, so the client learns which
 // one it hit.
 func limitFlag(k store.LimitKind) string {
-	if k == store.SeriesPerPush {
+	switch k {
+	case store.SeriesPerPush:
 		return "--push.max-series-per-push"
+	case store.TotalGroups:
+		return "--storage.max-groups"
+	case store.LabelsPerSeries:
+		return "--push.max-labels-per-series"
+	case store.LabelNameLength:
+		return "--push.max-label-name-length"
+	case store.LabelValueLength:
+		return "--push.max-label-value-length"
+	default:
+		return "--storage.max-series"
 	}
-	return "--storage.max-series"
 }
 
-// reject answers with a one-line reason and logs who sent what.
-func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, err error, key, msg string) {
+// Reasons for refusing a write, the label of pushgate_push_rejections_total.
+const (
+	reasonURL          = "invalid_url"
+	reasonBody         = "invalid_body"
+	reasonTooLarge     = "too_large"
+	reasonLimit        = "limit"
+	reasonInconsistent = "invalid_or_inconsistent"
+	reasonStorage      = "storage"
+	reasonOverload     = "overload"
+	reasonInternal     = "internal"
+)
+
+var reasons = []string{reasonURL, reasonBody, reasonTooLarge, reasonLimit, reasonInconsistent, reasonStorage, reasonOverload, reasonInternal}
+
+func bodyReason(status int) string {
+	if status == http.StatusRequestEntityTooLarge {
+		return reasonTooLarge
+	}
+	return reasonBody
+}
+
+// reject answers with a one-line reason, counts it and logs who sent what.
+func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, err error, key, msg, reason string) {
+	a.metrics.rejections.WithLabelValues(reason).Inc()
 	level := slog.LevelDebug
-	if status != http.StatusBadRequest || errors.Is(err, store.ErrInvalid) {
+	// Under overload every refused push would log: those stay at debug
+	// (they are counted in the metric).
+	if status != http.StatusTooManyRequests && (status != http.StatusBadRequest || errors.Is(err, store.ErrInvalid)) {
 		// Malformed requests are the client's business (debug, like the
 		// reference); rejected and failed pushes are the operator's.
 		level = slog.LevelWarn

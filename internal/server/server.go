@@ -39,6 +39,9 @@ type Options struct {
 	// Health reports a failure that makes the gateway unready (such as
 	// failing storage); nil means none.
 	Health func() error
+	// Access wraps the routes (paths relative to the route prefix, already
+	// cleaned) for access control; nil means none.
+	Access func(http.Handler) http.Handler
 }
 
 // Server routes requests. Its zero value is not usable; use New.
@@ -119,9 +122,12 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
 	s.handler = mux
+	if opts.Access != nil {
+		s.handler = opts.Access(s.handler)
+	}
 	if opts.RoutePrefix != "" {
 		outer := http.NewServeMux()
-		outer.Handle(opts.RoutePrefix+"/", http.StripPrefix(opts.RoutePrefix, mux))
+		outer.Handle(opts.RoutePrefix+"/", http.StripPrefix(opts.RoutePrefix, s.handler))
 		s.handler = outer
 	}
 	s.handler = cleanPaths(s.handler)

@@ -23,6 +23,8 @@ type LimitError struct {
 	Kind LimitKind
 	// Got is the number the push would reach, Max the limit.
 	Got, Max int
+	// Detail names what exceeded it (a label name, a metric).
+	Detail string
 }
 
 // LimitKind names a limit.
@@ -33,12 +35,28 @@ const (
 	SeriesPerPush LimitKind = iota
 	// TotalSeries limits the series in the store.
 	TotalSeries
+	// TotalGroups limits the groups in the store.
+	TotalGroups
+	// LabelsPerSeries limits the labels of one series (grouping labels included).
+	LabelsPerSeries
+	// LabelNameLength limits the bytes of a label name.
+	LabelNameLength
+	// LabelValueLength limits the bytes of a label value.
+	LabelValueLength
 )
 
 func (e *LimitError) Error() string {
 	switch e.Kind {
 	case SeriesPerPush:
 		return fmt.Sprintf("push has %d series, more than the limit of %d per push", e.Got, e.Max)
+	case TotalGroups:
+		return fmt.Sprintf("the gateway would hold %d groups, more than its limit of %d", e.Got, e.Max)
+	case LabelsPerSeries:
+		return fmt.Sprintf("series %s has %d labels, more than the limit of %d", e.Detail, e.Got, e.Max)
+	case LabelNameLength:
+		return fmt.Sprintf("label name %s has %d bytes, more than the limit of %d", e.Detail, e.Got, e.Max)
+	case LabelValueLength:
+		return fmt.Sprintf("value of label %s has %d bytes, more than the limit of %d", e.Detail, e.Got, e.Max)
 	default:
 		return fmt.Sprintf("the gateway would hold %d series, more than its limit of %d", e.Got, e.Max)
 	}

@@ -21,6 +21,14 @@ func TestLimits(t *testing.T) {
 		{"total: fits", store.Options{MaxSeries: 3}, []string{"a 1\nb 1\n"}, "c 1\n", 0, false},
 		{"total: over", store.Options{MaxSeries: 3}, []string{"a 1\nb 1\n"}, "c 1\nd 1\n", store.TotalSeries, true},
 		{"total: replacing own series does not grow", store.Options{MaxSeries: 2}, []string{"a 1\nb 1\n"}, "", 0, false},
+		{"groups: at the limit", store.Options{MaxGroups: 2}, []string{"a 1\n"}, "b 1\n", 0, false},
+		{"groups: over", store.Options{MaxGroups: 1}, []string{"a 1\n"}, "b 1\n", store.TotalGroups, true},
+		{"groups: existing group may push", store.Options{MaxGroups: 1}, []string{"a 1\n"}, "", 0, false},
+		{"labels per series: job+instance+2 fits 4", store.Options{MaxLabelsPerSeries: 4}, nil, "a{x=\"1\",y=\"2\"} 1\n", 0, false},
+		{"labels per series: over", store.Options{MaxLabelsPerSeries: 3}, nil, "a{x=\"1\",y=\"2\"} 1\n", store.LabelsPerSeries, true},
+		{"label name length: over", store.Options{MaxLabelNameLength: 5}, nil, "a{longname=\"1\"} 1\n", store.LabelNameLength, true},
+		{"label value length: at the limit", store.Options{MaxLabelValueLength: 3}, nil, "a{x=\"abc\"} 1\n", 0, false},
+		{"label value length: over", store.Options{MaxLabelValueLength: 3}, nil, "a{x=\"abcd\"} 1\n", store.LabelValueLength, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"time"
@@ -37,7 +38,7 @@ type prepared struct {
 
 // prepare validates and encodes the pushed families. It modifies fams (the
 // caller's freshly decoded push) in place. It needs no lock.
-func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.ValidationScheme, now time.Time) (*prepared, error) {
+func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.ValidationScheme, lim limits, now time.Time) (*prepared, error) {
 	// Like the reference, timestamps are checked first, over the whole push.
 	for _, mf := range fams {
 		for _, m := range mf.Metric {
@@ -73,6 +74,9 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 		hashes := make([]uint64, len(mf.Metric))
 		for i, m := range mf.Metric {
 			sanitizeLabels(m, key)
+			if err := checkLabelLimits(name, m, lim); err != nil {
+				return nil, err
+			}
 			if err := checkLabels(name, mf.GetType(), m, scheme); err != nil {
 				return nil, err
 			}
@@ -123,6 +127,31 @@ func checkFamily(mf *dto.MetricFamily, scheme model.ValidationScheme) error {
 		}
 	}
 	return nil
+}
+
+// checkLabelLimits applies the configured limits on labels to a sanitized
+// metric.
+func checkLabelLimits(name string, m *dto.Metric, lim limits) error {
+	if lim.labels > 0 && len(m.Label) > lim.labels {
+		return &LimitError{Kind: LabelsPerSeries, Got: len(m.Label), Max: lim.labels, Detail: clip(name)}
+	}
+	for _, lp := range m.Label {
+		if n := len(lp.GetName()); lim.nameLen > 0 && n > lim.nameLen {
+			return &LimitError{Kind: LabelNameLength, Got: n, Max: lim.nameLen, Detail: clip(lp.GetName())}
+		}
+		if n := len(lp.GetValue()); lim.valueLen > 0 && n > lim.valueLen {
+			return &LimitError{Kind: LabelValueLength, Got: n, Max: lim.valueLen, Detail: clip(lp.GetName())}
+		}
+	}
+	return nil
+}
+
+// clip quotes a name for a one-line message, shortened if long.
+func clip(s string) string {
+	if len(s) > 64 {
+		return fmt.Sprintf("%q…", s[:64])
+	}
+	return fmt.Sprintf("%q", s)
 }
 
 // checkLabels applies client_golang's per-metric rules to a sanitized metric.

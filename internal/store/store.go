@@ -84,6 +84,13 @@ type Options struct {
 	// 0 means no limit.
 	MaxSeriesPerPush int
 	MaxSeries        int
+	// MaxGroups bounds the groups; MaxLabelsPerSeries the labels of a series
+	// (grouping labels and instance included); MaxLabelNameLength and
+	// MaxLabelValueLength their sizes in bytes. 0 means no limit.
+	MaxGroups           int
+	MaxLabelsPerSeries  int
+	MaxLabelNameLength  int
+	MaxLabelValueLength int
 }
 
 // Journal makes changes to groups durable. Each method returns only once
@@ -139,7 +146,7 @@ type Store struct {
 	view atomic.Pointer[View] // latest built View, possibly stale
 }
 
-type limits struct{ perPush, total int }
+type limits struct{ perPush, total, groups, labels, nameLen, valueLen int }
 
 // nameEntry is what the consistency check needs to know about a metric name.
 type nameEntry struct {
@@ -165,7 +172,10 @@ func New(opts Options) *Store {
 		escaped:  map[string]map[string]struct{}{},
 		journal:  opts.Journal,
 		keys:     keyLocks{m: map[string]*keyLock{}},
-		limits:   limits{perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries},
+		limits: limits{
+			perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries, groups: opts.MaxGroups,
+			labels: opts.MaxLabelsPerSeries, nameLen: opts.MaxLabelNameLength, valueLen: opts.MaxLabelValueLength,
+		},
 	}
 	if opts.UTF8Names {
 		s.scheme = model.UTF8Validation

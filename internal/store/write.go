@@ -49,9 +49,12 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 		return err
 	}
 	now := s.now()
-	p, err := prepare(key, fams, s.scheme, now)
+	p, err := prepare(key, fams, s.scheme, s.limits, now)
 	if err != nil {
-		s.recordFailure(key, now)
+		var limit *LimitError
+		if !errors.As(err, &limit) {
+			s.recordFailure(key, now)
+		}
 		return err
 	}
 	pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, now, now)
@@ -76,6 +79,10 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 		s.mu.Unlock()
 		s.recordFailure(key, now)
 		return err
+	}
+	if old == nil && s.limits.groups > 0 && s.stats.Groups >= s.limits.groups {
+		s.mu.Unlock()
+		return &LimitError{Kind: TotalGroups, Got: s.stats.Groups + 1, Max: s.limits.groups}
 	}
 	ng := newGroup(key, old, replace, p, now, failTime)
 	if err := s.checkTotalLocked(old, ng); err != nil {
@@ -141,7 +148,7 @@ func (s *Store) Restore(r Restored) error {
 	defer s.writers.RUnlock()
 	defer s.keys.lock(r.Key.ID())()
 
-	p, err := prepare(r.Key, r.Families, s.scheme, r.PushTime)
+	p, err := prepare(r.Key, r.Families, s.scheme, limits{}, r.PushTime)
 	if err != nil {
 		return err
 	}
@@ -480,6 +487,10 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 		ng.hashes[PushFailureName] = []uint64{failureHash}
 		ng.FailTime = now
 	} else {
+		if s.limits.groups > 0 && s.stats.Groups >= s.limits.groups {
+			s.mu.Unlock()
+			return
+		}
 		pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, time.Time{}, now)
 		if err != nil {
 			s.mu.Unlock()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/pushgate/pushgate/internal/family"
 	"github.com/pushgate/pushgate/internal/grouping"
+	"github.com/pushgate/pushgate/internal/histogram"
 	"github.com/pushgate/pushgate/internal/store"
 )
 
@@ -201,7 +202,7 @@ func (u *UI) familyView(g *store.Group, f *family.Family, all bool) familyView {
 			}
 			s.Sum = formatFloat(h.GetSampleSum())
 			s.Buckets = classicBuckets(h)
-			if isNative(h) {
+			if histogram.IsNative(h) {
 				s.Native = native(h)
 			}
 		default:
@@ -264,84 +265,31 @@ func setWidths(out []bucketView, counts []float64) {
 	}
 }
 
-// isNative reports whether h has native (exponential) buckets; a native
-// histogram without observations has a zero threshold or a no-op span.
-func isNative(h *dto.Histogram) bool {
-	return len(h.GetPositiveSpan()) > 0 || len(h.GetNegativeSpan()) > 0 ||
-		(h.ZeroThreshold != nil && len(h.GetBucket()) == 0)
-}
-
 // native lists the populated buckets of a native histogram from the most
-// negative to the most positive. At schema s, bucket i holds
-// (2^((i-1)·2^-s), 2^(i·2^-s)]; negative buckets mirror that.
+// negative to the most positive.
 func native(h *dto.Histogram) *nativeView {
-	schema := h.GetSchema()
 	nv := &nativeView{
-		Schema:        schema,
-		Factor:        strconv.FormatFloat(math.Exp2(math.Exp2(-float64(schema))), 'g', 6, 64),
+		Schema:        h.GetSchema(),
+		Factor:        strconv.FormatFloat(histogram.Factor(h), 'g', 6, 64),
 		ZeroThreshold: formatFloat(h.GetZeroThreshold()),
+		ZeroCount:     formatFloat(histogram.ZeroCount(h)),
 	}
-	upper := func(i int32) float64 { return math.Exp2(float64(i) * math.Exp2(-float64(schema))) }
 	var counts []float64
-	neg := spanCounts(h.GetNegativeSpan(), h.GetNegativeDelta(), h.GetNegativeCount())
-	for i := len(neg) - 1; i >= 0; i-- {
-		b := neg[i]
-		if b.count == 0 {
-			continue
+	for _, b := range histogram.Buckets(h) {
+		var r string
+		switch b.Kind {
+		case histogram.Negative:
+			r = "[" + formatBound(b.Lower) + ", " + formatBound(b.Upper) + ")"
+		case histogram.Zero:
+			r = "[" + formatFloat(b.Lower) + ", " + formatFloat(b.Upper) + "]"
+		default:
+			r = "(" + formatBound(b.Lower) + ", " + formatBound(b.Upper) + "]"
 		}
-		nv.Buckets = append(nv.Buckets, bucketView{Range: "[" + formatBound(-upper(b.index)) + ", " + formatBound(-upper(b.index-1)) + ")"})
-		counts = append(counts, b.count)
-	}
-	zero := float64(h.GetZeroCount())
-	if h.GetZeroCountFloat() > 0 {
-		zero = h.GetZeroCountFloat()
-	}
-	nv.ZeroCount = formatFloat(zero)
-	if zero > 0 {
-		zt := h.GetZeroThreshold()
-		nv.Buckets = append(nv.Buckets, bucketView{Range: "[" + formatFloat(-zt) + ", " + formatFloat(zt) + "]"})
-		counts = append(counts, zero)
-	}
-	for _, b := range spanCounts(h.GetPositiveSpan(), h.GetPositiveDelta(), h.GetPositiveCount()) {
-		if b.count == 0 {
-			continue
-		}
-		nv.Buckets = append(nv.Buckets, bucketView{Range: "(" + formatBound(upper(b.index-1)) + ", " + formatBound(upper(b.index)) + "]"})
-		counts = append(counts, b.count)
+		nv.Buckets = append(nv.Buckets, bucketView{Range: r})
+		counts = append(counts, b.Count)
 	}
 	setWidths(nv.Buckets, counts)
 	return nv
-}
-
-type indexedCount struct {
-	index int32
-	count float64
-}
-
-// spanCounts walks the spans of one side of a native histogram. Integer
-// histograms give each bucket's count as a delta to the previous bucket's,
-// float histograms give absolute counts.
-func spanCounts(spans []*dto.BucketSpan, deltas []int64, absolute []float64) []indexedCount {
-	var out []indexedCount
-	var index int32
-	var running int64
-	n := 0
-	for _, s := range spans {
-		index += s.GetOffset()
-		for range s.GetLength() {
-			var c float64
-			if n < len(deltas) {
-				running += deltas[n]
-				c = float64(running)
-			} else if n < len(absolute) {
-				c = absolute[n]
-			}
-			out = append(out, indexedCount{index: index, count: c})
-			index++
-			n++
-		}
-	}
-	return out
 }
 
 // groupText serves the group's families in the text format 0.0.4 (with

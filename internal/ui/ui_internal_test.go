@@ -7,6 +7,8 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgate/pushgate/internal/histogram"
 )
 
 func TestPageNumbers(t *testing.T) {
@@ -87,7 +89,7 @@ func TestNativeBuckets(t *testing.T) {
 	if nv.Factor != "4" || nv.Buckets[0].Width != 100 || nv.Buckets[1].Width != 50 {
 		t.Errorf("factor %s, widths %v %v", nv.Factor, nv.Buckets[0].Width, nv.Buckets[1].Width)
 	}
-	if !isNative(&dto.Histogram{ZeroThreshold: proto.Float64(0)}) || isNative(&dto.Histogram{Bucket: []*dto.Bucket{{}}}) {
+	if !histogram.IsNative(&dto.Histogram{ZeroThreshold: proto.Float64(0)}) || histogram.IsNative(&dto.Histogram{Bucket: []*dto.Bucket{{}}}) {
 		t.Errorf("isNative")
 	}
 }
