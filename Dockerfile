@@ -16,4 +16,4 @@ VOLUME ["/data"]
 WORKDIR /data
 EXPOSE 9091
 ENTRYPOINT ["/bin/pushgate"]
-CMD ["--persistence.file=/data/pushgate.gob"]
+CMD ["--storage.path=/data"]
