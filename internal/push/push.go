@@ -106,34 +106,37 @@ func New(s Store, opts Options, reg prometheus.Registerer) *API {
 	return a
 }
 
-// admit takes a slot for a write, or refuses it (429) when all are taken:
-// failing fast keeps a flood of pushes from piling up in memory.
-func (a *API) admit(w http.ResponseWriter, r *http.Request) (release func(), ok bool) {
+// admit runs h if a slot for a write is free, and refuses the request
+// (429) when all are taken: failing fast keeps a flood of pushes from piling
+// up in memory.
+func (a *API) admit(h http.HandlerFunc) http.HandlerFunc {
 	if a.inFlight == nil {
-		return func() {}, true
+		return h
 	}
-	select {
-	case a.inFlight <- struct{}{}:
-		return func() { <-a.inFlight }, true
-	default:
-		w.Header().Set("Retry-After", "1")
-		a.reject(w, r, http.StatusTooManyRequests,
-			fmt.Errorf("too many pushes in progress (limit %d, --push.max-concurrent); retry later", a.opts.MaxInFlight),
-			"", "push refused: overloaded", reasonOverload)
-		return nil, false
+	return func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case a.inFlight <- struct{}{}:
+			defer func() { <-a.inFlight }()
+			h(w, r)
+		default:
+			w.Header().Set("Retry-After", "1")
+			a.reject(w, r, http.StatusTooManyRequests,
+				fmt.Errorf("too many pushes in progress (limit %d, --push.max-concurrent); retry later", a.opts.MaxInFlight),
+				"", "push refused: overloaded", reasonOverload)
+		}
 	}
 }
 
 // Push returns the handler for PUT (replace is true) or POST.
 func (a *API) Push(replace bool) http.Handler {
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })
+	h := a.admit(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })
 	return promhttp.InstrumentHandlerRequestSize(a.metrics.size,
 		promhttp.InstrumentHandlerDuration(a.metrics.duration, h))
 }
 
 // Delete returns the handler for DELETE.
 func (a *API) Delete() http.Handler {
-	return http.HandlerFunc(a.delete)
+	return a.admit(a.delete)
 }
 
 // Reserved lists the push API's own metric families for the store's check.
@@ -157,11 +160,6 @@ func (a *API) groupingKey(r *http.Request) (grouping.Key, error) {
 }
 
 func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
-	release, ok := a.admit(w, r)
-	if !ok {
-		return
-	}
-	defer release()
 	key, err := a.groupingKey(r)
 	if err != nil {
 		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL", reasonURL)
@@ -221,11 +219,6 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) (map[string]*dto.
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
-	release, ok := a.admit(w, r)
-	if !ok {
-		return
-	}
-	defer release()
 	key, err := a.groupingKey(r)
 	if err != nil {
 		a.reject(w, r, http.StatusBadRequest, err, "", "invalid delete URL", reasonURL)
