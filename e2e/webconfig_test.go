@@ -39,14 +39,7 @@ func TestWebConfigBasicAuth(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"--web.listen-address=" + addr, "--web.config.file=" + webConfig}
-	if !isReferenceBinary(subjectBin) {
-		args = append(args, "--storage.in-memory")
-	} else {
-		args = append(args, "--persistence.file=")
-	}
-	startProcess(t, "subject", subjectBin, args...)
+	addr := startWithWebConfig(t, webConfig)
 	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{InsecureSkipVerify: true}}}
 	send := func(method, path, user, pass, body string) int {
 		req, err := http.NewRequest(method, "https://"+addr+path, strings.NewReader(body))
@@ -120,14 +113,7 @@ func TestWebConfigMutualTLS(t *testing.T) {
 	if err := os.WriteFile(webConfig, []byte(cfg), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	args := []string{"--web.listen-address=" + addr, "--web.config.file=" + webConfig}
-	if !isReferenceBinary(subjectBin) {
-		args = append(args, "--storage.in-memory")
-	} else {
-		args = append(args, "--persistence.file=")
-	}
-	startProcess(t, "subject", subjectBin, args...)
+	addr := startWithWebConfig(t, webConfig)
 
 	pool := x509.NewCertPool()
 	pool.AddCert(ca)
@@ -177,6 +163,21 @@ func TestWebConfigMutualTLS(t *testing.T) {
 			t.Errorf("%s: got %d, want the handshake refused", c.who, resp.StatusCode)
 		}
 	}
+}
+
+// startWithWebConfig starts the subject in memory behind a web config and
+// returns its address (readiness is the caller's: it needs the credentials).
+func startWithWebConfig(t testing.TB, webConfig string) string {
+	t.Helper()
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	args := []string{"--web.listen-address=" + addr, "--web.config.file=" + webConfig}
+	if isReferenceBinary(subjectBin) {
+		args = append(args, "--persistence.file=")
+	} else {
+		args = append(args, "--storage.in-memory")
+	}
+	startProcess(t, "subject", subjectBin, args...)
+	return addr
 }
 
 // writeCA creates a CA certificate in dir and returns it with its key and file.
@@ -233,16 +234,22 @@ func writeSignedCert(t testing.TB, dir, name string, ca *x509.Certificate, caKey
 	if err != nil {
 		t.Fatal(err)
 	}
+	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
+	writeCertAndKey(t, certFile, keyFile, der, key)
+	return certFile, keyFile
+}
+
+// writeCertAndKey writes a DER certificate and its key as PEM files.
+func writeCertAndKey(t testing.TB, certFile, keyFile string, der []byte, key *ecdsa.PrivateKey) {
+	t.Helper()
 	keyDER, err := x509.MarshalECPrivateKey(key)
 	if err != nil {
 		t.Fatal(err)
 	}
-	certFile, keyFile = filepath.Join(dir, name+".pem"), filepath.Join(dir, name+"-key.pem")
 	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	return certFile, keyFile
 }
