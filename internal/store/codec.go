@@ -210,6 +210,10 @@ func decodeGroup(v []byte) (*Group, error) {
 	if d.err == nil && n > uint64(len(d.b)) {
 		d.err = errors.New("family count beyond end")
 	}
+	if d.err != nil {
+		// Before sizing anything by a count that is not to be trusted.
+		return nil, fmt.Errorf("%w: %v", ErrCorrupt, d.err)
+	}
 	g.Families = make(map[string]*family.Family, n+2)
 	g.hashes = make(map[string][]uint64, n+2)
 	for i := uint64(0); d.err == nil && i < n; i++ {
