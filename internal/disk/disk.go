@@ -26,6 +26,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // FileName is the database file inside the storage directory.
@@ -152,7 +153,7 @@ func openChecked(path string) (db *bolt.DB, err error) {
 	defer guard(path, &err)()
 	db, err = openBolt(path)
 	if err != nil {
-		if errors.Is(err, bolt.ErrTimeout) {
+		if errors.Is(err, bolterrors.ErrTimeout) {
 			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
 		}
 		return nil, fmt.Errorf("open storage %s: %w", path, err)

@@ -256,18 +256,6 @@ func containsFold(s, lower string) bool {
 	return false
 }
 
-// counts returns the number of pushed families and their series, without
-// the push time families.
-func counts(g *store.Group) (families, series int) {
-	for name, f := range g.Families {
-		if !isTimestampFamily(name) {
-			families++
-			series += f.Series
-		}
-	}
-	return families, series
-}
-
 // overviewRow is one group on the overview page.
 type overviewRow struct {
 	Key      grouping.Key
