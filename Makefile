@@ -50,10 +50,15 @@ SOAK_ARGS ?= -duration 5m
 soak: build
 	$(GO) run ./tools/soak -bin ./$(BINARY) $(SOAK_ARGS)
 
+# staticcheck runs from the module proxy at a pinned version (GOFLAGS
+# cleared: the repo's flags are not the tool's).
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 lint:
 	$(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	GOFLAGS= $(GO) run $(STATICCHECK) ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
