@@ -458,6 +458,14 @@ func seedFamilies(f *testing.F) {
 // pushes, so that its text exposition must parse back.
 func parseable(mf *dto.MetricFamily) bool {
 	for _, m := range mf.Metric {
+		if h := m.GetHistogram(); h != nil {
+			// The store refuses negative counts (the text parser does too).
+			for _, b := range h.GetBucket() {
+				if b.GetCumulativeCountFloat() < 0 {
+					return false
+				}
+			}
+		}
 		seen := map[string]bool{}
 		for _, lp := range m.Label {
 			n := lp.GetName()

@@ -24,6 +24,7 @@ const (
 	pushFailureHelp = "Last Unix time when changing this group in the Pushgateway failed."
 	instanceLabel   = "instance"
 	quantileLabel   = "quantile"
+	bucketLabel     = "le"
 )
 
 // prepared is a push that passed all checks that do not depend on the rest
@@ -125,8 +126,32 @@ func checkFamily(mf *dto.MetricFamily, scheme model.ValidationScheme) error {
 		if !ok {
 			return invalidf("metric %s%s has no %s value", name, formatLabels(m.Label), family.TypeName(typ))
 		}
+		if h := m.Histogram; h != nil && negativeCounts(h) {
+			// Scrapers refuse a negative bucket population, and with it
+			// the whole scrape.
+			return invalidf("histogram %s%s has a negative count", name, formatLabels(m.Label))
+		}
 	}
 	return nil
+}
+
+// negativeCounts reports whether any float count of h is negative (integer
+// counts cannot be).
+func negativeCounts(h *dto.Histogram) bool {
+	if h.GetSampleCountFloat() < 0 || h.GetZeroCountFloat() < 0 {
+		return true
+	}
+	for _, b := range h.GetBucket() {
+		if b.GetCumulativeCountFloat() < 0 {
+			return true
+		}
+	}
+	for _, c := range append(h.GetPositiveCount(), h.GetNegativeCount()...) {
+		if c < 0 {
+			return true
+		}
+	}
+	return false
 }
 
 // checkLabelLimits applies the configured limits on labels to a sanitized
@@ -167,6 +192,9 @@ func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.Va
 		}
 		if typ == dto.MetricType_SUMMARY && ln == quantileLabel {
 			return invalidf("summary %s%s must not have an explicit %q label", name, formatLabels(m.Label), quantileLabel)
+		}
+		if (typ == dto.MetricType_HISTOGRAM || typ == dto.MetricType_GAUGE_HISTOGRAM) && ln == bucketLabel {
+			return invalidf("histogram %s%s must not have an explicit %q label", name, formatLabels(m.Label), bucketLabel)
 		}
 		if !utf8.ValidString(lp.GetValue()) {
 			return invalidf("metric %s has a label %q whose value is not valid UTF-8: %q", name, ln, lp.GetValue())
