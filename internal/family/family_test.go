@@ -459,7 +459,11 @@ func seedFamilies(f *testing.F) {
 func parseable(mf *dto.MetricFamily) bool {
 	for _, m := range mf.Metric {
 		if h := m.GetHistogram(); h != nil {
-			// The store refuses negative counts (the text parser does too).
+			// The store refuses negative counts: the text parser refuses a
+			// negative bucket, and the +Inf bucket comes from the count.
+			if h.GetSampleCountFloat() < 0 {
+				return false
+			}
 			for _, b := range h.GetBucket() {
 				if b.GetCumulativeCountFloat() < 0 {
 					return false
