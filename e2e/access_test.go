@@ -58,15 +58,8 @@ var (
 	grafanaAuth = basicAuth("grafana", "grafana-pass")
 )
 
-func requireSubjectPushgate(t *testing.T) {
-	t.Helper()
-	if isReferenceBinary(subjectBin) {
-		t.Skip("the subject is the reference, which has no --web.access-config")
-	}
-}
-
 func TestAccessScopes(t *testing.T) {
-	requireSubjectPushgate(t)
+	requirePushgate(t, "--web.access-config")
 	g := startGateway(t, subject, "--web.access-config="+accessConfig(t, false), "--web.enable-admin-api", "--storage.in-memory")
 	body := []byte("access_test_metric 1\n")
 	scrape := func() string {
@@ -123,7 +116,7 @@ func TestAccessScopes(t *testing.T) {
 }
 
 func TestAccessAnonymousRead(t *testing.T) {
-	requireSubjectPushgate(t)
+	requirePushgate(t, "--web.access-config")
 	g := startGateway(t, subject, "--web.access-config="+accessConfig(t, true), "--storage.in-memory", "--web.route-prefix=/pg")
 	if r := g.do(t, http.MethodPut, "/pg/metrics/job/billing-x", billingAuth, []byte("m 1\n")); r.status != http.StatusOK {
 		t.Fatalf("push below the route prefix: %s", r)
@@ -137,7 +130,7 @@ func TestAccessAnonymousRead(t *testing.T) {
 }
 
 func TestAccessTLS(t *testing.T) {
-	requireSubjectPushgate(t)
+	requirePushgate(t, "--web.access-config")
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSigned(t, dir)
 	hash, err := bcrypt.GenerateFromPassword([]byte("alice-pass"), bcrypt.MinCost)
@@ -218,7 +211,7 @@ func TestAccessTLS(t *testing.T) {
 }
 
 func TestAccessBadConfig(t *testing.T) {
-	requireSubjectPushgate(t)
+	requirePushgate(t, "--web.access-config")
 	path := filepath.Join(t.TempDir(), "access.yml")
 	if err := os.WriteFile(path, []byte("users:\n  bob: {password_hash: plain, role: root}\n"), 0o600); err != nil {
 		t.Fatal(err)

@@ -31,15 +31,6 @@ import (
 // storageFile is the database file in --storage.path.
 const storageFile = "pushgate.db"
 
-// requireDurableSubject skips tests of pushgate's durable storage when the
-// subject is the reference, which has no --storage.path.
-func requireDurableSubject(t testing.TB) {
-	t.Helper()
-	if isReferenceBinary(subjectBin) {
-		t.Skip("the subject is the reference; it has no durable storage")
-	}
-}
-
 // startDurable starts the subject on the storage directory dir.
 func startDurable(t testing.TB, dir string, args ...string) *gateway {
 	t.Helper()
@@ -317,7 +308,7 @@ type crashGroup struct {
 
 func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	interruptUnderLoad(t, crashCycles, "kill", func(t *testing.T, g *gateway) { g.sigkill(t) }, nil)
 }
 
@@ -327,7 +318,7 @@ func TestCrashKeepsAcknowledgedWrites(t *testing.T) {
 // cut off half-way with an error answer).
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	interruptUnderLoad(t, 3, "SIGTERM", func(t *testing.T, g *gateway) { g.terminate(t) },
 		func(t *testing.T, r response) {
 			t.Errorf("during graceful shutdown a push got %s; want success, or no connection", r)
@@ -565,7 +556,7 @@ func verifyCrashState(t *testing.T, g *gateway, cycle int, groups [][]*crashGrou
 
 func TestDiskFull(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	mnt := mountTmpfs(t, "4m")
 	dir := filepath.Join(mnt, "storage")
 	g := startDurable(t, dir)
@@ -680,7 +671,7 @@ func requireOneLine(t testing.TB, what string, r response, subs ...string) {
 
 func TestReadOnlyStorage(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	mnt := mountTmpfs(t, "8m")
 	dir := filepath.Join(mnt, "storage")
 	g := startDurable(t, dir)
@@ -736,7 +727,7 @@ func TestReadOnlyStorage(t *testing.T) {
 
 func TestCorruptStorage(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 
 	t.Run("flipped byte in a group", func(t *testing.T) {
 		t.Parallel()
@@ -929,7 +920,7 @@ func pushParallel(t testing.TB, g *gateway, n, workers int, gen func(i int) (str
 
 func TestMigrationFromReference(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	requireBinary(t, referenceBin)
 	tmp := t.TempDir()
 	file := filepath.Join(tmp, "reference.gob")
@@ -1026,7 +1017,7 @@ func TestMigrationFromReference(t *testing.T) {
 
 func TestRestoreReadiness(t *testing.T) {
 	t.Parallel()
-	requireDurableSubject(t)
+	requirePushgate(t, "durable storage")
 	const groups, series = 2000, 50
 	dir := filepath.Join(t.TempDir(), "storage")
 	g := startDurable(t, dir)

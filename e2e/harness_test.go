@@ -89,6 +89,16 @@ func runMain(m *testing.M) int {
 // inCI reports whether missing dependencies must fail instead of skip.
 func inCI() bool { return os.Getenv("CI") == "true" }
 
+// requirePushgate skips a test of a pushgate feature (what: the feature)
+// when the subject is the reference, which the suite can also run against
+// to validate its compatibility cases. In CI the subject is always pushgate.
+func requirePushgate(t testing.TB, what string) {
+	t.Helper()
+	if isReferenceBinary(subjectBin) {
+		t.Skipf("the subject is the reference, which has no %s", what)
+	}
+}
+
 // requireBinary skips the test (fails it in CI) when path is not an
 // executable file.
 func requireBinary(t testing.TB, path string) {

@@ -15,7 +15,7 @@ import (
 // types. The list comes from a scrape, so a metric added later is covered.
 func TestOwnMetricNamesAreReserved(t *testing.T) {
 	t.Parallel()
-	requireSubjectPushgate(t)
+	requirePushgate(t, "pushgate_* metrics")
 	g := startGateway(t, subject, "--storage.in-memory", "--web.enable-admin-api")
 	// Touch the handlers so that labelled metrics have series.
 	g.do(t, http.MethodPut, "/metrics/job/warmup", nil, []byte("warmup 1\n"))

@@ -10,18 +10,12 @@ package e2e
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"fmt"
 	"html"
 	"io"
-	"math/big"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -62,9 +56,7 @@ type browser struct {
 // reference, whose UI is not what these tests describe.
 func newBrowser(t testing.TB, extra ...chromedp.ExecAllocatorOption) *browser {
 	t.Helper()
-	if isReferenceBinary(subjectBin) {
-		t.Skip("the subject is the reference; these tests describe pushgate's UI")
-	}
+	requirePushgate(t, "pushgate UI")
 	requireBinary(t, chromiumBin)
 	opts := []chromedp.ExecAllocatorOption{
 		chromedp.ExecPath(chromiumBin),
@@ -231,9 +223,7 @@ const rowsJS = `document.querySelectorAll('#results tbody tr').length`
 // needs.
 func uiGateway(t testing.TB, args ...string) *gateway {
 	t.Helper()
-	if isReferenceBinary(subjectBin) {
-		t.Skip("the UI tests are of pushgate's UI; the subject is the reference")
-	}
+	requirePushgate(t, "pushgate UI")
 	return startGateway(t, subject, append([]string{"--web.enable-admin-api"}, args...)...)
 }
 
@@ -625,9 +615,7 @@ func jsString(s string) string { return "'" + strings.ReplaceAll(s, "'", `\'`) +
 // TestUITLSBasicAuth uses the UI over HTTPS behind basic auth (exporter
 // toolkit web config): pages, the copyable command and delete all work.
 func TestUITLSBasicAuth(t *testing.T) {
-	if isReferenceBinary(subjectBin) {
-		t.Skip("the subject is the reference; these tests describe pushgate's UI")
-	}
+	requirePushgate(t, "pushgate UI")
 	requireBinary(t, chromiumBin)
 	dir := t.TempDir()
 	certFile, keyFile := writeSelfSigned(t, dir)
@@ -702,26 +690,7 @@ func TestUITLSBasicAuth(t *testing.T) {
 // writeSelfSigned writes a certificate for 127.0.0.1 and its key.
 func writeSelfSigned(t testing.TB, dir string) (certFile, keyFile string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pushgate e2e"},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeCertAndKey(t, certFile, keyFile, der, key)
-	return certFile, keyFile
+	return writeSignedCert(t, dir, "server", nil, nil, x509.ExtKeyUsageServerAuth)
 }
 
 // TestUIOverview10kGroups loads the overview of 10,000 groups in the

@@ -161,7 +161,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Flags:         cfg.Flags,
 		BuildInfo:     buildInfo,
 		StartTime:     startTime,
-		Storage:       storageState(cfg, db, reg),
+		Storage:       storageState(cfg, db),
 		Logger:        logger.With("component", "ui"),
 	})
 	if err != nil {
@@ -301,7 +301,7 @@ func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logg
 // storageState reports the storage for the UI's status page: the database
 // file (or, in memory, the persistence file), its size and last write, and
 // the last compaction, read from the disk's own gauge.
-func storageState(cfg *config.Config, db *disk.DB, g prometheus.Gatherer) func() ui.StorageState {
+func storageState(cfg *config.Config, db *disk.DB) func() ui.StorageState {
 	return func() ui.StorageState {
 		st := ui.StorageState{Size: -1, Path: cfg.PersistenceFile}
 		if db != nil {
@@ -309,15 +309,7 @@ func storageState(cfg *config.Config, db *disk.DB, g prometheus.Gatherer) func()
 			if abs, err := filepath.Abs(st.Path); err == nil {
 				st.Path = abs
 			}
-			if mfs, err := g.Gather(); err == nil {
-				for _, mf := range mfs {
-					if mf.GetName() == "pushgate_storage_last_compaction_timestamp_seconds" && len(mf.Metric) == 1 {
-						if v := mf.Metric[0].GetGauge().GetValue(); v > 0 {
-							st.LastCompaction = time.Unix(0, int64(v*1e9))
-						}
-					}
-				}
-			}
+			st.LastCompaction = db.LastCompaction()
 		}
 		if st.Path != "" {
 			if fi, err := os.Stat(st.Path); err == nil {

@@ -79,6 +79,8 @@ type DB struct {
 
 	// failure is the error of the last commit if it failed, else nil.
 	failure atomic.Pointer[error]
+	// lastCompaction is the Unix time in nanoseconds of the last compaction.
+	lastCompaction atomic.Int64
 }
 
 type op int
@@ -101,7 +103,6 @@ type metrics struct {
 	commitDuration     prometheus.Histogram
 	batchSize          prometheus.Histogram
 	failures           prometheus.Counter
-	lastCompaction     prometheus.Gauge
 	compactionDuration prometheus.Gauge
 }
 
@@ -305,7 +306,7 @@ func (d *DB) maybeCompact() error {
 		return fmt.Errorf("compact storage %s: %w", d.path, err)
 	}
 	after, _ := os.Stat(d.path)
-	d.metrics.lastCompaction.Set(float64(time.Now().Unix()))
+	d.lastCompaction.Store(time.Now().UnixNano())
 	d.metrics.compactionDuration.Set(time.Since(start).Seconds())
 	if after != nil {
 		d.logger.Info("compacted storage", "file", d.path, "bytes_before", fi.Size(), "bytes_after", after.Size(), "duration", time.Since(start))
@@ -369,17 +370,22 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "pushgate_storage_commit_failures_total",
 			Help: "Storage commits that failed; their writes were refused.",
 		}),
-		lastCompaction: prometheus.NewGauge(prometheus.GaugeOpts{
-			Name: "pushgate_storage_last_compaction_timestamp_seconds",
-			Help: "Unix time of the last compaction of the storage file; 0 if none ran.",
-		}),
 		compactionDuration: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "pushgate_storage_last_compaction_duration_seconds",
 			Help: "Duration of the last compaction of the storage file.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitDuration, m.batchSize, m.failures, m.lastCompaction, m.compactionDuration,
+		reg.MustRegister(m.commitDuration, m.batchSize, m.failures, m.compactionDuration,
+			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+				Name: "pushgate_storage_last_compaction_timestamp_seconds",
+				Help: "Unix time of the last compaction of the storage file; 0 if none ran.",
+			}, func() float64 {
+				if t := d.LastCompaction(); !t.IsZero() {
+					return float64(t.Unix())
+				}
+				return 0
+			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pushgate_storage_bytes",
 				Help: "Size of the storage file on disk.",
@@ -402,6 +408,14 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 		)
 	}
 	return m
+}
+
+// LastCompaction is when the file was last compacted; zero if never.
+func (d *DB) LastCompaction() time.Time {
+	if n := d.lastCompaction.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Path is the database file.
@@ -470,9 +484,6 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 		case <-compact:
 			if err := d.maybeCompact(); err != nil {
 				d.logger.Error("compaction failed", "file", d.path, "err", err)
-			}
-			if err := d.ReleaseMapped(); err != nil {
-				d.logger.Debug("release mapped pages", "file", d.path, "err", err)
 			}
 			continue
 		case done := <-d.compactReq:

@@ -154,9 +154,18 @@ var gzipPool = sync.Pool{New: func() any {
 // write merges own (sorted by name, as Gather returns them) and the plan.
 func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *plan) error {
 	fast := format.FormatType() == expfmt.TypeTextPlain || format.FormatType() == expfmt.TypeProtoDelim
+	// The encoder is for the rare formats, where it handles everything
+	// (OpenMetrics also needs it to close with # EOF), and in the fast ones
+	// for families whose names need escaping: made when first needed.
 	var enc expfmt.Encoder
-	if !fast || needsSlowPath(own, p) {
+	if !fast {
 		enc = expfmt.NewEncoder(out, format)
+	}
+	encode := func(mf *dto.MetricFamily) error {
+		if enc == nil {
+			enc = expfmt.NewEncoder(out, format)
+		}
+		return enc.Encode(mf)
 	}
 	var scratch []byte // decompression buffer, reused for every family
 	i, j := 0, 0
@@ -175,7 +184,7 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 			i++
 			j++
 		}
-		if err := writeFamily(out, format, enc, fast, o, e, &scratch); err != nil {
+		if err := writeFamily(out, format, encode, fast, o, e, &scratch); err != nil {
 			return err
 		}
 	}
@@ -185,25 +194,10 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 	return nil
 }
 
-// needsSlowPath reports whether the encoder is needed for some families.
-func needsSlowPath(own []*dto.MetricFamily, p *plan) bool {
-	for _, e := range p.entries {
-		if e.slow {
-			return true
-		}
-	}
-	for _, o := range own {
-		if family.NeedsEscaping(o) {
-			return true
-		}
-	}
-	return false
-}
-
 // writeFamily writes one family name: the own family o and/or the pushed
 // entry e, either of which may be nil. Own help and type win: the store
 // guarantees pushed types match them.
-func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fast bool, o *dto.MetricFamily, e *entry, scratch *[]byte) error {
+func writeFamily(out *bufio.Writer, format expfmt.Format, encode func(*dto.MetricFamily) error, fast bool, o *dto.MetricFamily, e *entry, scratch *[]byte) error {
 	name, help, typ := "", "", dto.MetricType_UNTYPED
 	if e != nil {
 		name, help, typ = e.name, e.help, e.typ
@@ -216,7 +210,7 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, enc expfmt.Encoder, fa
 		if err != nil {
 			return err
 		}
-		return enc.Encode(mf)
+		return encode(mf)
 	}
 	if format.FormatType() == expfmt.TypeTextPlain {
 		b := family.AppendTextHeader(out.AvailableBuffer(), name, help, typ)

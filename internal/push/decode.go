@@ -76,27 +76,17 @@ func decompress(r *http.Request, body io.Reader) (io.Reader, func(), error) {
 	}
 }
 
-// isProtobuf reports whether the Content-Type announces delimited protobuf
-// MetricFamily messages; anything else is read as text, as the reference does.
-func isProtobuf(contentType string) bool {
-	mt, params, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == expfmt.ProtoType &&
-		params["encoding"] == "delimited" && params["proto"] == expfmt.ProtoProtocol
-}
-
-// isOpenMetrics reports whether the Content-Type announces OpenMetrics text,
-// which the reference would misread as the 0.0.4 text format.
-func isOpenMetrics(contentType string) bool {
-	mt, _, err := mime.ParseMediaType(contentType)
-	return err == nil && mt == expfmt.OpenMetricsType
-}
-
-// decodeBody parses a push body into families by name.
+// decodeBody parses a push body into families by name. The Content-Type
+// chooses the format: delimited protobuf MetricFamily messages, OpenMetrics
+// (which the reference would misread as text), and anything else is read
+// as the text format 0.0.4, as the reference does.
 func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFamily, error) {
-	if isProtobuf(contentType) {
+	mt, params, err := mime.ParseMediaType(contentType)
+	switch {
+	case err != nil:
+	case mt == expfmt.ProtoType && params["encoding"] == "delimited" && params["proto"] == expfmt.ProtoProtocol:
 		return decodeProtobuf(body)
-	}
-	if isOpenMetrics(contentType) {
+	case mt == expfmt.OpenMetricsType:
 		return openmetrics.Parse(body, scheme)
 	}
 	parser := expfmt.NewTextParser(scheme)

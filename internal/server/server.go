@@ -75,14 +75,12 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	count := func(name string, h http.Handler) http.Handler {
 		return promhttp.InstrumentHandlerCounter(s.requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
 	}
-	// Writes wait for readiness (replay of durable state, once there is any).
-	write := func(h http.Handler) http.Handler { return s.whenReady(h) }
-
+	// Writes wait for readiness (s.whenReady): the restore must come first.
 	mux.Handle("GET "+opts.TelemetryPath, parts.Scrape)
 	for _, prefix := range []string{"/metrics/job/", "/metrics/job@base64/"} {
-		mux.Handle("PUT "+prefix, count("push", write(parts.Put)))
-		mux.Handle("POST "+prefix, count("push", write(parts.Post)))
-		mux.Handle("DELETE "+prefix, count("delete", write(parts.Delete)))
+		mux.Handle("PUT "+prefix, count("push", s.whenReady(parts.Put)))
+		mux.Handle("POST "+prefix, count("push", s.whenReady(parts.Post)))
+		mux.Handle("DELETE "+prefix, count("delete", s.whenReady(parts.Delete)))
 	}
 	for _, r := range parts.API {
 		mux.Handle("/api/v1"+r.Path, count(r.Name, r.Handler))
@@ -94,7 +92,7 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	for _, r := range parts.Pages {
 		h := r.Handler
 		if r.Write {
-			h = write(h)
+			h = s.whenReady(h)
 		}
 		mux.Handle(r.Pattern, count(r.Name, h))
 	}

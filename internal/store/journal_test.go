@@ -3,93 +3,24 @@ package store_test
 import (
 	"errors"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 
 	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/store/storetest"
 )
 
-// faultJournal is a journal in a map that can be told to fail.
-type faultJournal struct {
-	mu     sync.Mutex
-	values map[string][]byte
-	fail   error
-}
-
-func newFaultJournal() *faultJournal { return &faultJournal{values: map[string][]byte{}} }
-
-func (j *faultJournal) Save(id string, v []byte) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.fail != nil {
-		return j.fail
-	}
-	j.values[id] = append([]byte(nil), v...)
-	return nil
-}
-
-func (j *faultJournal) Remove(id string) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.fail != nil {
-		return j.fail
-	}
-	delete(j.values, id)
-	return nil
-}
-
-func (j *faultJournal) RemoveAll() error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.fail != nil {
-		return j.fail
-	}
-	j.values = map[string][]byte{}
-	return nil
-}
-
-func (j *faultJournal) setFail(err error) {
-	j.mu.Lock()
-	j.fail = err
-	j.mu.Unlock()
-}
-
-func parseText(t *testing.T, text string) map[string]*dto.MetricFamily {
-	t.Helper()
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, err := p.TextToMetricFamilies(strings.NewReader(text))
-	if err != nil {
-		t.Fatalf("parse %q: %v", text, err)
-	}
-	return fams
-}
-
-func mkKey(t *testing.T, labels ...string) grouping.Key {
-	t.Helper()
-	m := map[string]string{}
-	for i := 0; i < len(labels); i += 2 {
-		m[labels[i]] = labels[i+1]
-	}
-	k, err := grouping.FromMap(m)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return k
-}
-
 // reload builds a new store from what the journal holds, as a restart does.
-func reloadFrom(t *testing.T, j *faultJournal) *store.Store {
+func reloadFrom(t *testing.T, j *gateJournal) *store.Store {
 	t.Helper()
 	s := store.New(store.Options{Journal: j})
-	for id, v := range j.values {
+	for _, v := range j.values() {
 		if err := s.Load(v); err != nil {
-			t.Fatalf("load %q: %v", id, err)
+			t.Fatalf("load: %v", err)
 		}
 	}
 	return s
@@ -121,23 +52,23 @@ func sortLines(s []string) {
 }
 
 func TestJournalRoundTrip(t *testing.T) {
-	j := newFaultJournal()
+	j := &gateJournal{}
 	now := time.Unix(1700000000, 0)
 	clock := func() time.Time { now = now.Add(time.Second); return now }
 	s := store.New(store.Options{Journal: j, Now: clock})
-	if err := s.Push(mkKey(t, "job", "a"), parseText(t, "# TYPE x counter\nx{l=\"1\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"), true); err != nil {
+	if err := s.Push(storetest.Key(t, "job=a"), storetest.Families(t, "# TYPE x counter\nx{l=\"1\"} 1\n# TYPE h histogram\nh_bucket{le=\"1\"} 1\nh_bucket{le=\"+Inf\"} 2\nh_sum 3\nh_count 2\n"), true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Push(mkKey(t, "job", "b", "instance", "i"), parseText(t, "y 2\n"), true); err != nil {
+	if err := s.Push(storetest.Key(t, "job=b,instance=i"), storetest.Families(t, "y 2\n"), true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Push(mkKey(t, "job", "b", "instance", "i"), parseText(t, "y 1 1\n"), false); !errors.Is(err, store.ErrTimestamp) {
+	if err := s.Push(storetest.Key(t, "job=b,instance=i"), storetest.Families(t, "y 1 1\n"), false); !errors.Is(err, store.ErrTimestamp) {
 		t.Fatalf("push with timestamp: %v", err)
 	}
-	if err := s.Push(mkKey(t, "job", "c"), parseText(t, "z 3\n"), true); err != nil {
+	if err := s.Push(storetest.Key(t, "job=c"), storetest.Families(t, "z 3\n"), true); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Delete(mkKey(t, "job", "c")); err != nil {
+	if err := s.Delete(storetest.Key(t, "job=c")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -148,21 +79,21 @@ func TestJournalRoundTrip(t *testing.T) {
 	if got, want := r.Stats(), s.Stats(); got != want {
 		t.Errorf("reloaded stats = %+v, want %+v", got, want)
 	}
-	g := r.Group(mkKey(t, "job", "b", "instance", "i").ID())
+	g := r.Group(storetest.Key(t, "job=b,instance=i").ID())
 	if g == nil || g.FailTime.IsZero() || g.LastPushSuccessful() {
 		t.Errorf("failure time not restored: %+v", g)
 	}
 	// The reloaded indexes work: a type clash is still detected.
-	if err := r.Push(mkKey(t, "job", "d"), parseText(t, "# TYPE x gauge\nx 1\n"), true); !errors.Is(err, store.ErrInvalid) {
+	if err := r.Push(storetest.Key(t, "job=d"), storetest.Families(t, "# TYPE x gauge\nx 1\n"), true); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("type clash after reload: err = %v", err)
 	}
 }
 
 func TestJournalFailureChangesNothing(t *testing.T) {
-	j := newFaultJournal()
+	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})
-	a := mkKey(t, "job", "a")
-	if err := s.Push(a, parseText(t, "# TYPE x gauge\nx 1\n"), true); err != nil {
+	a := storetest.Key(t, "job=a")
+	if err := s.Push(a, storetest.Families(t, "# TYPE x gauge\nx 1\n"), true); err != nil {
 		t.Fatal(err)
 	}
 	before, beforeStats, beforeGen := storeText(t, s), s.Stats(), s.View().Gen
@@ -172,8 +103,10 @@ func TestJournalFailureChangesNothing(t *testing.T) {
 		name string
 		do   func() error
 	}{
-		{"replace", func() error { return s.Push(a, parseText(t, "# TYPE x counter\nx 2\n"), true) }},
-		{"new group", func() error { return s.Push(mkKey(t, "job", "b"), parseText(t, "# TYPE y counter\ny 1\n"), true) }},
+		{"replace", func() error { return s.Push(a, storetest.Families(t, "# TYPE x counter\nx 2\n"), true) }},
+		{"new group", func() error {
+			return s.Push(storetest.Key(t, "job=b"), storetest.Families(t, "# TYPE y counter\ny 1\n"), true)
+		}},
 		{"delete", func() error { return s.Delete(a) }},
 		{"wipe", func() error { return s.Wipe() }},
 	}
@@ -195,10 +128,10 @@ func TestJournalFailureChangesNothing(t *testing.T) {
 	// The reservations were undone: the refused counter y does not block a
 	// gauge y, and x is still a gauge.
 	j.setFail(nil)
-	if err := s.Push(mkKey(t, "job", "c"), parseText(t, "# TYPE y gauge\ny 1\n"), true); err != nil {
+	if err := s.Push(storetest.Key(t, "job=c"), storetest.Families(t, "# TYPE y gauge\ny 1\n"), true); err != nil {
 		t.Errorf("push after recovery: %v", err)
 	}
-	if err := s.Push(mkKey(t, "job", "d"), parseText(t, "# TYPE x counter\nx 1\n"), true); !errors.Is(err, store.ErrInvalid) {
+	if err := s.Push(storetest.Key(t, "job=d"), storetest.Families(t, "# TYPE x counter\nx 1\n"), true); !errors.Is(err, store.ErrInvalid) {
 		t.Errorf("x changed type although the replace failed: err = %v", err)
 	}
 	if r := reloadFrom(t, j); storeText(t, r) != storeText(t, s) {
@@ -207,13 +140,13 @@ func TestJournalFailureChangesNothing(t *testing.T) {
 }
 
 func TestLoadRejectsCorruptValues(t *testing.T) {
-	j := newFaultJournal()
+	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})
-	if err := s.Push(mkKey(t, "job", "a"), parseText(t, "x 1\n"), true); err != nil {
+	if err := s.Push(storetest.Key(t, "job=a"), storetest.Families(t, "x 1\n"), true); err != nil {
 		t.Fatal(err)
 	}
 	var v []byte
-	for _, val := range j.values {
+	for _, val := range j.values() {
 		v = val
 	}
 	for i := range v {
@@ -231,7 +164,7 @@ func TestLoadRejectsCorruptValues(t *testing.T) {
 }
 
 func FuzzLoad(f *testing.F) {
-	j := newFaultJournal()
+	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})
 	k, _ := grouping.FromMap(map[string]string{"job": "a", "instance": "i"})
 	p := expfmt.NewTextParser(model.LegacyValidation)
@@ -239,7 +172,7 @@ func FuzzLoad(f *testing.F) {
 	if err := s.Push(k, fams, true); err != nil {
 		f.Fatal(err)
 	}
-	for _, v := range j.values {
+	for _, v := range j.values() {
 		f.Add(v)
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {

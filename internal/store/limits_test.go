@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/store/storetest"
 )
 
 func TestLimits(t *testing.T) {
@@ -34,17 +35,17 @@ func TestLimits(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := store.New(tt.opts)
 			for i, body := range tt.prior {
-				if err := s.Push(mkKey(t, "job", "p"+string(rune('0'+i))), parseText(t, body), true); err != nil {
+				if err := s.Push(storetest.Key(t, "job=p"+string(rune('0'+i))), storetest.Families(t, body), true); err != nil {
 					t.Fatal(err)
 				}
 			}
 			before, beforeGen := s.Stats(), s.View().Gen
-			k := mkKey(t, "job", "x")
+			k := storetest.Key(t, "job=x")
 			if tt.push == "" {
-				k = mkKey(t, "job", "p0") // re-push the prior group with the same series
+				k = storetest.Key(t, "job=p0") // re-push the prior group with the same series
 				tt.push = tt.prior[0]
 			}
-			err := s.Push(k, parseText(t, tt.push), true)
+			err := s.Push(k, storetest.Families(t, tt.push), true)
 			var le *store.LimitError
 			if !tt.wantErr {
 				if err != nil {

@@ -51,11 +51,19 @@ func TestStoreJournaled(t *testing.T) {
 }
 
 // gateJournal is a Journal in memory. Save blocks while a gate is set for
-// its group ID, and then returns the gate's error.
+// its group ID, and then returns the gate's error; while fail is set, every
+// operation fails with it.
 type gateJournal struct {
 	mu    sync.Mutex
 	m     map[string][]byte
 	gates map[string]*gate
+	fail  error
+}
+
+func (j *gateJournal) setFail(err error) {
+	j.mu.Lock()
+	j.fail = err
+	j.mu.Unlock()
 }
 
 type gate struct {
@@ -89,6 +97,9 @@ func (j *gateJournal) Save(id string, value []byte) error {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.fail != nil {
+		return j.fail
+	}
 	if j.m == nil {
 		j.m = map[string][]byte{}
 	}
@@ -99,6 +110,9 @@ func (j *gateJournal) Save(id string, value []byte) error {
 func (j *gateJournal) Remove(id string) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.fail != nil {
+		return j.fail
+	}
 	delete(j.m, id)
 	return nil
 }
@@ -106,6 +120,9 @@ func (j *gateJournal) Remove(id string) error {
 func (j *gateJournal) RemoveAll() error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
+	if j.fail != nil {
+		return j.fail
+	}
 	clear(j.m)
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/store/storetest"
 )
 
 // TestHistogramsScrapersWouldRefuse: protobuf pushes can carry histograms
@@ -30,7 +31,7 @@ func TestHistogramsScrapersWouldRefuse(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := store.New(store.Options{})
-			err := s.Push(mkKey(t, "job", "a"), hist(tt.m), true)
+			err := s.Push(storetest.Key(t, "job=a"), hist(tt.m), true)
 			if tt.ok != (err == nil) || (!tt.ok && !errors.Is(err, store.ErrInvalid)) {
 				t.Errorf("Push: %v, want ok=%v (ErrInvalid if refused)", err, tt.ok)
 			}
