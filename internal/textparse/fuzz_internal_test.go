@@ -1,0 +1,160 @@
+package textparse
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
+)
+
+// FuzzParse runs expfmt's TextParser, the behavioural spec, and Parse on the
+// same input with both validation schemes, through a large and a tiny
+// buffer and with a failing reader behind the input, and fails on any
+// difference in families or error text.
+//
+//	go test -run='^$' -fuzz='^FuzzParse$' -fuzztime=5m ./internal/textparse/
+func FuzzParse(f *testing.F) {
+	files, err := filepath.Glob("testdata/*.txt")
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, name := range files {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			f.Fatal(err)
+		}
+		f.Add(b)
+	}
+	for _, c := range errorCases {
+		f.Add([]byte(c.in))
+	}
+	f.Fuzz(func(t *testing.T, in []byte) {
+		for _, scheme := range []model.ValidationScheme{model.LegacyValidation, model.UTF8Validation} {
+			compareWithExpfmt(t, in, scheme)
+		}
+	})
+}
+
+// errReaderFailed is what failingReader returns after its data.
+type errReaderFailed struct{}
+
+func (errReaderFailed) Error() string { return "reader failed" }
+
+// failingReader returns its data, then an error instead of io.EOF.
+type failingReader struct{ r io.Reader }
+
+func (f failingReader) Read(p []byte) (int, error) {
+	n, err := f.r.Read(p)
+	if errors.Is(err, io.EOF) {
+		err = errReaderFailed{}
+	}
+	return n, err
+}
+
+// expfmtParse runs the reference parser; panicked reports a crash (see
+// setSig), after which the input has no reference result.
+func expfmtParse(r io.Reader, scheme model.ValidationScheme) (fams map[string]*dto.MetricFamily, err error, panicked bool) {
+	defer func() {
+		if recover() != nil {
+			panicked = true
+		}
+	}()
+	p := expfmt.NewTextParser(scheme)
+	fams, err = p.TextToMetricFamilies(r)
+	return fams, err, false
+}
+
+func compareWithExpfmt(t *testing.T, in []byte, scheme model.ValidationScheme) {
+	t.Helper()
+	for _, variant := range []struct {
+		name    string
+		reader  func() io.Reader
+		bufSize int
+	}{
+		{"plain", func() io.Reader { return bytes.NewReader(in) }, readBufSize},
+		{"tiny-buffer", func() io.Reader { return bytes.NewReader(in) }, 16},
+		{"failing-reader", func() io.Reader { return failingReader{bytes.NewReader(in)} }, 16},
+	} {
+		want, wantErr, panicked := expfmtParse(variant.reader(), scheme)
+		series := 0
+		var charged int64
+		got, err := parse(variant.reader(), Options{Scheme: scheme, Charge: func(n int, b int64) error {
+			if n < 0 || b < 0 {
+				t.Fatalf("Charge(%d, %d): negative", n, b)
+			}
+			series += n
+			charged += b
+			return nil
+		}}, variant.bufSize)
+		where := fmt.Sprintf("%s, scheme %s, input %q", variant.name, scheme, in)
+		if panicked {
+			// expfmt crashes; all we ask is an error instead.
+			if err == nil {
+				t.Fatalf("%s: expfmt panics, Parse succeeds", where)
+			}
+			continue
+		}
+		if wantErr != nil || err != nil {
+			if wantErr == nil || err == nil || wantErr.Error() != err.Error() {
+				t.Fatalf("%s:\nerror  %v\nexpfmt %v", where, err, wantErr)
+			}
+			if got != nil {
+				t.Fatalf("%s: families returned with an error", where)
+			}
+			continue
+		}
+		if diff := diffFamilies(got, want); diff != "" {
+			t.Fatalf("%s: %s", where, diff)
+		}
+		if n := countMetrics(got); series != n {
+			t.Fatalf("%s: Charge counted %d series, result has %d", where, series, n)
+		}
+		if n := countMetrics(got); n > 0 && charged < int64(n)*sizeMetric {
+			t.Fatalf("%s: Charge counted %d bytes for %d metrics", where, charged, n)
+		}
+	}
+}
+
+func countMetrics(fams map[string]*dto.MetricFamily) int {
+	n := 0
+	for _, mf := range fams {
+		n += len(mf.Metric)
+	}
+	return n
+}
+
+// diffFamilies compares by proto.Equal (which holds NaN equal to NaN) and by
+// deterministic encoding (which tells -0 from 0); it returns "" if equal.
+func diffFamilies(got, want map[string]*dto.MetricFamily) string {
+	names := func(m map[string]*dto.MetricFamily) string {
+		s := make([]string, 0, len(m))
+		for n := range m {
+			s = append(s, n)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ", ")
+	}
+	if names(got) != names(want) {
+		return fmt.Sprintf("families [%s], expfmt [%s]", names(got), names(want))
+	}
+	enc := proto.MarshalOptions{Deterministic: true}
+	for name, w := range want {
+		g := got[name]
+		gb, gerr := enc.Marshal(g)
+		wb, werr := enc.Marshal(w)
+		if !proto.Equal(g, w) || gerr != nil || werr != nil || !bytes.Equal(gb, wb) {
+			return fmt.Sprintf("family %q:\ngot    %v\nexpfmt %v", name, g, w)
+		}
+	}
+	return ""
+}
