@@ -37,7 +37,7 @@ type Options struct {
 const chargeEvery = 4 << 10
 
 // readBufSize is the bufio buffer: a line that fits is parsed in place.
-const readBufSize = 32 << 10
+const readBufSize = 16 << 10
 
 // Parse reads a text-format (0.0.4) body and returns its families by name,
 // as expfmt's TextParser.TextToMetricFamilies does; it reads r through a
@@ -697,13 +697,9 @@ func (p *parser) newMetric() *dto.Metric {
 		p.bytes += int64(n) * (sizePair + 8)
 	}
 	mf := p.mf
-	if len(mf.Metric) == cap(mf.Metric) {
-		grown := make([]*dto.Metric, len(mf.Metric), max(4, 2*cap(mf.Metric)))
-		copy(grown, mf.Metric)
-		p.bytes += int64(cap(grown)-cap(mf.Metric)) * 8
-		mf.Metric = grown
-	}
+	old := cap(mf.Metric)
 	mf.Metric = append(mf.Metric, m)
+	p.bytes += int64(cap(mf.Metric)-old) * 8
 	p.series++
 	return m
 }
