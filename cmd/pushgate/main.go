@@ -128,6 +128,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		MaxBodyBytes:            cfg.MaxBodySize,
 		MaxDecompressedBytes:    cfg.MaxDecompressedSize,
 		MaxInFlight:             cfg.MaxConcurrentPushes,
+		MaxSeriesPerPush:        cfg.MaxSeriesPerPush,
+		MaxDecodingBytes:        cfg.MaxDecodingMemory,
 		Logger:                  logger.With("component", "push"),
 	}, reg)
 	buildInfo := map[string]string{

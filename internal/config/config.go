@@ -45,6 +45,7 @@ type Config struct {
 	MaxLabelNameLength      int
 	MaxLabelValueLength     int
 	MaxConcurrentPushes     int
+	MaxDecodingMemory       int64
 	ReadHeaderTimeout       time.Duration
 	ReadTimeout             time.Duration
 	WriteTimeout            time.Duration
@@ -67,6 +68,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 
 		maxBody         units.Base2Bytes
 		maxDecompressed units.Base2Bytes
+		maxDecoding     units.Base2Bytes
 		exit            bool
 	)
 	app.UsageWriter(stdout)
@@ -97,6 +99,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("push.max-label-name-length", "Maximum length of a label name in bytes. 0 means no limit.").Default("1024").IntVar(&cfg.MaxLabelNameLength)
 	app.Flag("push.max-label-value-length", "Maximum length of a label value in bytes. 0 means no limit.").Default("16384").IntVar(&cfg.MaxLabelValueLength)
 	app.Flag("push.max-concurrent", "Maximum number of pushes and deletes handled at once; more are refused at once with 429. 0 means no limit.").Default("1024").IntVar(&cfg.MaxConcurrentPushes)
+	app.Flag("push.max-decoding-memory", "Maximum estimated memory held by all push bodies being decoded at the same time. A push that does not fit in what is left is refused with 429, one that alone needs more with 413. 0 means no limit.").Default("256MiB").BytesVar(&maxDecoding)
 	app.Flag("web.read-header-timeout", "Time a client has to send its request headers.").Default("30s").DurationVar(&cfg.ReadHeaderTimeout)
 	app.Flag("web.read-timeout", "Time a client has to send a whole request, body included. 0 means no limit.").Default("5m").DurationVar(&cfg.ReadTimeout)
 	app.Flag("web.write-timeout", "Time to write a response, from the end of the request headers. 0 means no limit.").Default("10m").DurationVar(&cfg.WriteTimeout)
@@ -109,7 +112,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	if exit {
 		return nil, ErrExit
 	}
-	cfg.MaxBodySize, cfg.MaxDecompressedSize = int64(maxBody), int64(maxDecompressed)
+	cfg.MaxBodySize, cfg.MaxDecompressedSize, cfg.MaxDecodingMemory = int64(maxBody), int64(maxDecompressed), int64(maxDecoding)
 	cfg.RoutePrefix = routePrefix(cfg.RoutePrefix, cfg.ExternalURL)
 	cfg.ExternalPathPrefix = routePrefix("", cfg.ExternalURL)
 
@@ -150,8 +153,8 @@ func (c *Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
 		}
 	}
-	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 {
-		errs = append(errs, errors.New("--push.max-body-size and --push.max-decompressed-size must not be negative"))
+	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 || c.MaxDecodingMemory < 0 {
+		errs = append(errs, errors.New("--push.max-body-size, --push.max-decompressed-size and --push.max-decoding-memory must not be negative"))
 	}
 	return errors.Join(errs...)
 }

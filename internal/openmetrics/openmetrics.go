@@ -46,24 +46,63 @@ type family struct {
 	sampled         bool
 }
 
+// Options configure Parse.
+type Options struct {
+	// Scheme validates metric and label names.
+	Scheme model.ValidationScheme
+	// Charge, if not nil, is called as the decoded result grows: series is
+	// the number of new dto.Metric values since the last call, bytes the
+	// estimated additional heap (negative once the line buffer is dropped).
+	// A non-nil error stops parsing and is returned unwrapped.
+	Charge func(series int, bytes int64) error
+}
+
+// Estimated heap of the result, on top of the line strings (charged as
+// read; parsed names and values point into them): a new series (dto.Metric,
+// its value, its slot and its entry in the family's index), a label, a
+// further sample of a series (bucket or quantile), a family.
+const (
+	seriesCost = 280
+	labelCost  = 100
+	sampleCost = 100
+	familyCost = 400
+)
+
+// Line buffer: its first size, and the longest line allowed.
+const (
+	lineBufSize = 64 << 10
+	maxLineSize = 16 << 20
+)
+
 type parser struct {
 	scheme model.ValidationScheme
+	charge func(series int, bytes int64) error
 	fams   map[string]*family
 	order  []*family
 	cur    *family
 	line   int
+
+	bufSize   int   // the size the scanner's buffer has, as far as charged
+	chargeErr error // a refusal of charge during a split, returned as it is
 }
 
 // Parse reads an OpenMetrics 1.0 exposition ending in "# EOF". Families are
 // keyed by the name they get in Prometheus (see the package comment).
-func Parse(r io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFamily, error) {
-	p := &parser{scheme: scheme, fams: map[string]*family{}}
+func Parse(r io.Reader, opts Options) (map[string]*dto.MetricFamily, error) {
+	p := &parser{scheme: opts.Scheme, charge: opts.Charge, fams: map[string]*family{}, bufSize: lineBufSize}
+	if p.charge == nil {
+		p.charge = func(int, int64) error { return nil }
+	}
 	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 16<<20)
+	sc.Buffer(make([]byte, lineBufSize), maxLineSize)
+	sc.Split(p.splitLines)
 	eof := false
 	for sc.Scan() {
 		p.line++
 		line := sc.Text()
+		if err := p.charge(0, int64(len(line))); err != nil {
+			return nil, err
+		}
 		if eof {
 			return nil, p.errorf("content after # EOF")
 		}
@@ -80,8 +119,15 @@ func Parse(r io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFa
 			return nil, err
 		}
 	}
+	if p.chargeErr != nil {
+		return nil, p.chargeErr
+	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("read openmetrics body: %w", err)
+	}
+	// The grown line buffer is garbage from here on.
+	if err := p.charge(0, int64(lineBufSize-p.bufSize)); err != nil {
+		return nil, err
 	}
 	if !eof {
 		return nil, p.errorf("missing # EOF at the end")
@@ -97,6 +143,20 @@ func Parse(r io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFa
 		out[f.mf.GetName()] = f.mf
 	}
 	return out, nil
+}
+
+// splitLines is bufio.ScanLines that charges the growth of the scanner's
+// buffer before it happens: a full buffer without a line end is doubled.
+func (p *parser) splitLines(data []byte, atEOF bool) (int, []byte, error) {
+	advance, token, err := bufio.ScanLines(data, atEOF)
+	if advance == 0 && token == nil && err == nil && !atEOF && len(data) >= p.bufSize && p.bufSize < maxLineSize {
+		grow := min(p.bufSize, maxLineSize-p.bufSize)
+		if p.chargeErr = p.charge(0, int64(grow)); p.chargeErr != nil {
+			return 0, nil, p.chargeErr
+		}
+		p.bufSize += grow
+	}
+	return advance, token, err
 }
 
 func (p *parser) errorf(format string, args ...any) error {
@@ -118,6 +178,9 @@ func (p *parser) descriptor(line string) error {
 	}
 	f := p.fams[name]
 	if f == nil {
+		if err := p.charge(0, familyCost); err != nil {
+			return err
+		}
 		f = &family{name: name, typ: "unknown", metrics: map[string]*dto.Metric{}}
 		p.fams[name] = f
 		p.order = append(p.order, f)
@@ -162,21 +225,24 @@ var suffixes = map[string][]string{
 }
 
 // resolve finds the family a sample name belongs to and the sample's suffix.
-func (p *parser) resolve(name string) (*family, string) {
+func (p *parser) resolve(name string) (*family, string, error) {
 	if f := p.cur; f != nil {
 		for _, s := range suffixes[f.typ] {
 			if name == f.name+s {
-				return f, s
+				return f, s, nil
 			}
 		}
 	}
 	if f := p.fams[name]; f != nil && (f.typ == "unknown" || f.typ == "gauge" || f.typ == "stateset") {
-		return f, ""
+		return f, "", nil
+	}
+	if err := p.charge(0, familyCost); err != nil {
+		return nil, "", err
 	}
 	f := &family{name: name, typ: "unknown", metrics: map[string]*dto.Metric{}}
 	p.fams[name] = f
 	p.order = append(p.order, f)
-	return f, ""
+	return f, "", nil
 }
 
 func (p *parser) sample(line string) error {
@@ -184,7 +250,10 @@ func (p *parser) sample(line string) error {
 	if err != nil {
 		return p.errorf("%v", err)
 	}
-	f, suffix := p.resolve(s.name)
+	f, suffix, err := p.resolve(s.name)
+	if err != nil {
+		return err
+	}
 	if f != p.cur && f.sampled {
 		return p.errorf("samples of family %s are not contiguous", f.name)
 	}
@@ -214,6 +283,16 @@ func (p *parser) sample(line string) error {
 	}
 	sig := signature(labels)
 	m := f.metrics[sig]
+	cost := int64(sampleCost)
+	if m == nil {
+		cost = seriesCost + labelCost*int64(len(labels)) + int64(len(sig))
+	}
+	if s.exemplar != nil {
+		cost += sampleCost + labelCost*int64(len(s.exemplar.Label))
+	}
+	if err := p.charge(btoi(m == nil), cost); err != nil {
+		return err
+	}
 	if m == nil {
 		m = &dto.Metric{Label: labels}
 		f.metrics[sig] = m
@@ -223,6 +302,13 @@ func (p *parser) sample(line string) error {
 		m.TimestampMs = proto.Int64(int64(*s.timestamp * 1000))
 	}
 	return p.setValue(f, m, suffix, specialValue, s)
+}
+
+func btoi(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func (p *parser) setValue(f *family, m *dto.Metric, suffix, special string, s *sample) error {

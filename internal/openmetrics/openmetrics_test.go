@@ -122,7 +122,7 @@ e{p="a\\b\"c\nd"} 1
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			fams, err := openmetrics.Parse(strings.NewReader(tc.in), model.LegacyValidation)
+			fams, err := openmetrics.Parse(strings.NewReader(tc.in), openmetrics.Options{Scheme: model.LegacyValidation})
 			if err != nil {
 				t.Fatalf("Parse: %v", err)
 			}
@@ -135,7 +135,7 @@ e{p="a\\b\"c\nd"} 1
 
 func TestParseKeepsExemplarsAndCreated(t *testing.T) {
 	in := "# TYPE foo counter\nfoo_total 3 # {trace_id=\"abc\"} 1 1700000000.5\nfoo_created 1700000000\n# EOF\n"
-	fams, err := openmetrics.Parse(strings.NewReader(in), model.LegacyValidation)
+	fams, err := openmetrics.Parse(strings.NewReader(in), openmetrics.Options{Scheme: model.LegacyValidation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -150,7 +150,7 @@ func TestParseKeepsExemplarsAndCreated(t *testing.T) {
 
 func TestParseTimestampIsKept(t *testing.T) {
 	// The store rejects pushed timestamps; the parser must not drop them.
-	fams, err := openmetrics.Parse(strings.NewReader("g 1 1700000000.25\n# EOF\n"), model.LegacyValidation)
+	fams, err := openmetrics.Parse(strings.NewReader("g 1 1700000000.25\n# EOF\n"), openmetrics.Options{Scheme: model.LegacyValidation})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestParseErrors(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			_, err := openmetrics.Parse(strings.NewReader(tc.in), model.LegacyValidation)
+			_, err := openmetrics.Parse(strings.NewReader(tc.in), openmetrics.Options{Scheme: model.LegacyValidation})
 			var perr *openmetrics.ParseError
 			if !errors.As(err, &perr) {
 				t.Fatalf("err = %v, want a ParseError", err)
@@ -192,7 +192,7 @@ func TestParseErrors(t *testing.T) {
 }
 
 func TestParseCounterWithoutTotal(t *testing.T) {
-	_, err := openmetrics.Parse(strings.NewReader("# TYPE c counter\nc_created 1\n# EOF\n"), model.LegacyValidation)
+	_, err := openmetrics.Parse(strings.NewReader("# TYPE c counter\nc_created 1\n# EOF\n"), openmetrics.Options{Scheme: model.LegacyValidation})
 	if err == nil || !strings.Contains(err.Error(), "no _total") {
 		t.Fatalf("err = %v, want a missing _total error", err)
 	}
@@ -208,7 +208,7 @@ func FuzzParse(f *testing.F) {
 		f.Add(seed)
 	}
 	f.Fuzz(func(t *testing.T, in string) {
-		fams, err := openmetrics.Parse(strings.NewReader(in), model.LegacyValidation)
+		fams, err := openmetrics.Parse(strings.NewReader(in), openmetrics.Options{Scheme: model.LegacyValidation})
 		if err != nil {
 			return
 		}

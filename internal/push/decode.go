@@ -9,6 +9,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"slices"
 	"strings"
 
 	"github.com/klauspost/compress/gzip"
@@ -19,6 +20,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgate/pushgate/internal/openmetrics"
+	"github.com/pushgate/pushgate/internal/textparse"
 )
 
 // errTooLarge is returned by reads past the decompressed-size limit.
@@ -79,47 +81,206 @@ func decompress(r *http.Request, body io.Reader) (io.Reader, func(), error) {
 // decodeBody parses a push body into families by name. The Content-Type
 // chooses the format: delimited protobuf MetricFamily messages, OpenMetrics
 // (which the reference would misread as text), and anything else is read
-// as the text format 0.0.4, as the reference does.
-func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme) (map[string]*dto.MetricFamily, error) {
+// as the text format 0.0.4, as the reference does. Every decoder calls
+// charge as its result grows and stops at the first error charge returns,
+// which it returns unwrapped.
+func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	switch {
 	case err != nil:
 	case mt == expfmt.ProtoType && params["encoding"] == "delimited" && params["proto"] == expfmt.ProtoProtocol:
-		return decodeProtobuf(body)
+		return decodeProtobuf(body, charge)
 	case mt == expfmt.OpenMetricsType:
-		return openmetrics.Parse(body, scheme)
+		return openmetrics.Parse(body, openmetrics.Options{Scheme: scheme, Charge: charge})
 	}
-	parser := expfmt.NewTextParser(scheme)
-	return parser.TextToMetricFamilies(body)
+	return decodeText(body, scheme, charge)
 }
+
+// Lines of the text format: the longest accepted (as for OpenMetrics), and
+// what the text parser reads at a time; a longer line is copied into a
+// buffer of its own.
+const (
+	maxTextLine    = 16 << 20
+	textReadBuffer = 32 << 10
+)
+
+// decodeText parses the text format 0.0.4; it is the one place that calls
+// the text parser.
+func decodeText(body io.Reader, scheme model.ValidationScheme, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
+	lm := &lineMeter{r: body, charge: charge}
+	fams, err := textparse.Parse(lm, textparse.Options{Scheme: scheme, Charge: charge})
+	if lm.err != nil {
+		return nil, lm.err
+	}
+	if err != nil {
+		return nil, err
+	}
+	// The parser's line buffer is garbage from here on.
+	return fams, charge(0, -lm.charged)
+}
+
+// lineMeter bounds and charges what the text parser holds for a long line,
+// which its Charge does not report: it reads a whole line before it parses
+// it, into a buffer that grows by doubling (the old one alive while it is
+// copied: three times the line). Without a bound, one line of zero bytes, a
+// decompressed gzip bomb, would be read into memory whole before it is
+// found invalid.
+type lineMeter struct {
+	r       io.Reader
+	charge  chargeFunc
+	lines   int   // complete lines read
+	run     int   // bytes of the line being read
+	charged int64 // for the longest line
+	err     error // sticky: the line is too long, or the charge was refused
+}
+
+func (l *lineMeter) Read(p []byte) (int, error) {
+	if l.err != nil {
+		return 0, l.err
+	}
+	n, err := l.r.Read(p)
+	longest := l.run
+	for rest := p[:n]; ; {
+		i := bytes.IndexByte(rest, '\n')
+		if i < 0 {
+			l.run += len(rest)
+			longest = max(longest, l.run)
+			break
+		}
+		longest = max(longest, l.run+i)
+		l.run, l.lines, rest = 0, l.lines+1, rest[i+1:]
+	}
+	if longest > maxTextLine {
+		l.err = expfmt.ParseError{Line: l.lines + 1, Msg: fmt.Sprintf("line longer than %d bytes", maxTextLine)}
+		return 0, l.err
+	}
+	if need := 3 * int64(longest); longest > textReadBuffer && need > l.charged {
+		if l.err = l.charge(0, need-l.charged); l.err != nil {
+			return 0, l.err
+		}
+		l.charged = need
+	}
+	return n, err
+}
+
+// protoChunk is how much of a protobuf message is read at a time, so that
+// its buffer grows (and is charged) only as bytes arrive: a length prefix
+// alone cannot make us allocate what the body does not contain (protodelim
+// would allocate the announced size).
+const protoChunk = 64 << 10
 
 // decodeProtobuf reads length-delimited MetricFamily messages. A later
 // message of the same name replaces an earlier one (documented reference
-// behaviour). A message is read into a buffer that grows with the bytes
-// that actually arrive, so a length prefix cannot make us allocate what the
-// body does not contain (protodelim would allocate the announced size).
-func decodeProtobuf(body io.Reader) (map[string]*dto.MetricFamily, error) {
+// behaviour). Each message is charged, with its series, before it is
+// unmarshalled.
+func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
 	r := bufio.NewReader(body)
 	fams := map[string]*dto.MetricFamily{}
-	var buf bytes.Buffer
+	costs := map[string]familyCost{} // what each family in fams was charged
+	var buf []byte
 	for i := 1; ; i++ {
 		size, err := binary.ReadUvarint(r)
 		if errors.Is(err, io.EOF) {
-			return fams, nil
+			// The buffer is garbage from here on.
+			return fams, charge(0, -int64(cap(buf)))
 		}
 		if err != nil {
 			return nil, fmt.Errorf("protobuf message %d: length prefix: %w", i, unexpectedEOF(err))
 		}
-		buf.Reset()
-		n, err := io.CopyN(&buf, r, int64(min(size, 1<<62)))
-		if err != nil {
-			return nil, fmt.Errorf("protobuf message %d: %d of %d bytes: %w", i, n, size, unexpectedEOF(err))
+		if size == 0 {
+			// An empty message is an empty family named "". A body of
+			// zero bytes (a decompressed bomb) is a run of them: skip the
+			// run at once instead of a message per byte.
+			if old, ok := costs[""]; ok {
+				if err := charge(-old.series, -old.bytes); err != nil {
+					return nil, err
+				}
+				delete(costs, "")
+			}
+			fams[""] = &dto.MetricFamily{}
+			if err := skipZeros(r); errors.Is(err, io.EOF) {
+				return fams, charge(0, -int64(cap(buf)))
+			} else if err != nil {
+				return nil, fmt.Errorf("protobuf message %d: %w", i, err)
+			}
+			continue
 		}
-		mf := &dto.MetricFamily{}
-		if err := proto.Unmarshal(buf.Bytes(), mf); err != nil {
+		if buf, err = readMessage(r, buf, size, charge); err != nil {
+			var ce chargeError
+			if errors.As(err, &ce) {
+				return nil, ce.err
+			}
 			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
 		}
-		fams[mf.GetName()] = mf
+		name, series, cost, scanErr := scanFamily(buf)
+		mf := &dto.MetricFamily{}
+		if scanErr != nil {
+			// Report what proto.Unmarshal finds wrong, as before.
+			if err := proto.Unmarshal(buf, mf); err != nil {
+				scanErr = err
+			}
+			return nil, fmt.Errorf("protobuf message %d: %w", i, scanErr)
+		}
+		if old, ok := costs[name]; ok {
+			// The family replaces an earlier one, which is garbage now.
+			if err := charge(-old.series, -old.bytes); err != nil {
+				return nil, err
+			}
+		}
+		if err := charge(series, cost); err != nil {
+			return nil, err
+		}
+		if err := proto.Unmarshal(buf, mf); err != nil {
+			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
+		}
+		fams[name] = mf
+		costs[name] = familyCost{series, cost}
+	}
+}
+
+type familyCost struct {
+	series int
+	bytes  int64
+}
+
+// chargeError marks a refusal of the charge function inside readMessage.
+type chargeError struct{ err error }
+
+func (e chargeError) Error() string { return e.err.Error() }
+
+// readMessage reads a message of size bytes into buf (reused), which grows
+// by protoChunk as bytes arrive; growth is charged before it is allocated.
+func readMessage(r io.Reader, buf []byte, size uint64, charge chargeFunc) ([]byte, error) {
+	buf = buf[:0]
+	for uint64(len(buf)) < size {
+		chunk := int(min(size-uint64(len(buf)), protoChunk))
+		if cap(buf)-len(buf) < chunk {
+			grown := slices.Grow(buf, chunk)
+			if err := charge(0, int64(cap(grown)-cap(buf))); err != nil {
+				return nil, chargeError{err}
+			}
+			buf = grown
+		}
+		n, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
+		buf = buf[:len(buf)+n]
+		if err != nil {
+			return nil, fmt.Errorf("%d of %d bytes: %w", len(buf), size, unexpectedEOF(err))
+		}
+	}
+	return buf, nil
+}
+
+// skipZeros discards the zero bytes at the head of r, in bulk. It returns
+// the error of a read (io.EOF at the end of the body); bufio hands an error
+// out only once, so it must not be dropped here.
+func skipZeros(r *bufio.Reader) error {
+	for {
+		p, err := r.Peek(max(1, r.Buffered()))
+		n := len(p) - len(bytes.TrimLeft(p, "\x00"))
+		_, _ = r.Discard(n)
+		if n < len(p) || err != nil {
+			return err
+		}
 	}
 }
 

@@ -22,6 +22,9 @@ import (
 
 const protoContentType = `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`
 
+// noCharge accepts every charge.
+func noCharge(int, int64) error { return nil }
+
 // seedBodies returns the text bodies in testdata.
 func seedBodies(f *testing.F) [][]byte {
 	files, err := filepath.Glob(filepath.Join("testdata", "*.txt"))
@@ -69,7 +72,7 @@ func FuzzDecodeText(f *testing.F) {
 		if utf8Names {
 			scheme = model.UTF8Validation
 		}
-		fams, err := decodeBody("text/plain; version=0.0.4", bytes.NewReader(body), scheme)
+		fams, err := decodeBody("text/plain; version=0.0.4", bytes.NewReader(body), scheme, noCharge)
 		if err != nil {
 			return
 		}
@@ -97,12 +100,12 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		// would kill the process.
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		fams, err := decodeProtobuf(bytes.NewReader(body))
+		fams, err := decodeProtobuf(bytes.NewReader(body), noCharge)
 		runtime.ReadMemStats(&after)
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20+100*uint64(len(body)) {
 			t.Fatalf("decoding a %d-byte body allocated %d bytes", len(body), alloc)
 		}
-		viaBody, errViaBody := decodeBody(protoContentType, bytes.NewReader(body), model.LegacyValidation)
+		viaBody, errViaBody := decodeBody(protoContentType, bytes.NewReader(body), model.LegacyValidation, noCharge)
 		if (err == nil) != (errViaBody == nil) || len(fams) != len(viaBody) {
 			t.Fatalf("decodeProtobuf and decodeBody disagree: %v vs %v", err, errViaBody)
 		}
@@ -119,7 +122,7 @@ func FuzzDecodeProtobuf(f *testing.F) {
 				t.Fatal(err)
 			}
 		}
-		again, err := decodeProtobuf(&buf)
+		again, err := decodeProtobuf(&buf, noCharge)
 		if err != nil {
 			t.Fatalf("re-encoded body does not decode: %v", err)
 		}

@@ -4,12 +4,15 @@
 package push
 
 import (
+	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -42,8 +45,22 @@ type Options struct {
 	// MaxInFlight bounds the pushes and deletes handled at once; more are
 	// refused at once with 429 instead of queueing. 0 means no limit.
 	MaxInFlight int
+	// MaxSeriesPerPush stops decoding a body at its first series over the
+	// limit (413, with the store's LimitError); 0 means no limit. The store
+	// checks the same limit after decoding; checking it here as well keeps
+	// an oversized body from being decoded in full first.
+	MaxSeriesPerPush int
+	// MaxDecodingBytes bounds the estimated heap of all push bodies being
+	// decoded at the same time (--push.max-decoding-memory); 0 means no
+	// limit. A push that does not fit in what is left is refused with 429,
+	// one that alone needs more than the whole bound with 413. With
+	// MaxInFlight set, the first freeDecodingBytes of each push are not
+	// charged, so small pushes get through while big ones hold the budget.
+	MaxDecodingBytes int64
 	// Logger; nil discards.
 	Logger *slog.Logger
+	// Now is the clock of the log throttle; nil means time.Now.
+	Now func() time.Time
 }
 
 // API serves pushes and deletes.
@@ -51,8 +68,10 @@ type API struct {
 	store    Store
 	opts     Options
 	inFlight chan struct{} // a slot per write in progress; nil: unlimited
+	decoding *budget       // nil: unlimited
 	scheme   model.ValidationScheme
 	logger   *slog.Logger
+	warns    *logThrottle // of the warnings about refused pushes
 	metrics  *metrics
 }
 
@@ -103,6 +122,10 @@ func New(s Store, opts Options, reg prometheus.Registerer) *API {
 	if opts.MaxInFlight > 0 {
 		a.inFlight = make(chan struct{}, opts.MaxInFlight)
 	}
+	if opts.MaxDecodingBytes > 0 {
+		a.decoding = &budget{limit: opts.MaxDecodingBytes}
+	}
+	a.warns = newLogThrottle(opts.Now)
 	return a
 }
 
@@ -129,9 +152,63 @@ func (a *API) admit(h http.HandlerFunc) http.HandlerFunc {
 
 // Push returns the handler for PUT (replace is true) or POST.
 func (a *API) Push(replace bool) http.Handler {
-	h := a.admit(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })
-	return promhttp.InstrumentHandlerRequestSize(a.metrics.size,
-		promhttp.InstrumentHandlerDuration(a.metrics.duration, h))
+	h := promhttp.InstrumentHandlerRequestSize(a.metrics.size,
+		promhttp.InstrumentHandlerDuration(a.metrics.duration,
+			a.admit(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body := &countingBody{ReadCloser: r.Body}
+		r.Body = body
+		// Allow reading the body after answering, for finishBody (HTTP/1
+		// otherwise reads what is left before the answer, at most 256 KiB,
+		// and drops the connection if there is more).
+		_ = http.NewResponseController(w).EnableFullDuplex()
+		h.ServeHTTP(w, r)
+		a.finishBody(w, r, body)
+	})
+}
+
+// drainTimeout bounds how long finishBody reads what is left of a body.
+const drainTimeout = 5 * time.Second
+
+// defaultDrainBytes bounds what finishBody reads without --push.max-body-size.
+const defaultDrainBytes = 64 << 20
+
+// finishBody reads and discards what is left of the body of a refused push,
+// after the answer has been sent, up to --push.max-body-size and for at most
+// drainTimeout. Refusals stop reading early, and closing a connection with
+// unread data makes the kernel send a reset, which loses the answer for
+// clients that send the whole body before they read (Python's http.client,
+// and so prometheus_client, among them). A body that is longer than the
+// bound is not read at all: net/http then closes the connection after the
+// answer, which clients that read while they send still get.
+func (a *API) finishBody(w http.ResponseWriter, r *http.Request, body *countingBody) {
+	limit := a.opts.MaxBodyBytes
+	if limit <= 0 {
+		limit = defaultDrainBytes
+	}
+	if body.eof || r.ContentLength > limit || body.n > limit {
+		return
+	}
+	rc := http.NewResponseController(w)
+	_ = rc.Flush()
+	_ = rc.SetReadDeadline(time.Now().Add(drainTimeout))
+	_, _ = io.CopyN(io.Discard, body, limit-body.n+1)
+}
+
+// countingBody counts what is read of a request body and notes its end.
+type countingBody struct {
+	io.ReadCloser
+	n   int64
+	eof bool
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	b.n += int64(n)
+	if errors.Is(err, io.EOF) {
+		b.eof = true
+	}
+	return n, err
 }
 
 // Delete returns the handler for DELETE.
@@ -165,29 +242,53 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL", reasonURL)
 		return
 	}
-	fams, err := a.readBody(w, r)
-	if err != nil {
-		status := http.StatusBadRequest
-		var maxBytes *http.MaxBytesError
-		var tooLarge errTooLarge
-		if errors.As(err, &maxBytes) || errors.As(err, &tooLarge) {
-			status = http.StatusRequestEntityTooLarge
-		}
-		if errors.As(err, &maxBytes) {
-			err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
-		}
-		a.reject(w, r, status, err, key.String(), "invalid push body", bodyReason(status))
+	if limit := a.opts.MaxBodyBytes; limit > 0 && r.ContentLength > limit {
+		err := fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes (--push.max-body-size)", r.ContentLength, limit)
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
+		return
+	}
+	m := &meter{budget: a.decoding, maxSeries: a.opts.MaxSeriesPerPush}
+	if a.inFlight != nil {
+		m.free = freeDecodingBytes
+	}
+	// The decoded families stay reachable until the store is done with them.
+	defer m.release()
+	fams, err := a.readBody(w, r, m.charge)
+	var limitErr *store.LimitError
+	var budgetErr *budgetError
+	var maxBytes *http.MaxBytesError
+	var tooLarge errTooLarge
+	switch {
+	case err == nil:
+	case errors.As(err, &limitErr):
+		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit", reasonLimit)
+		return
+	case errors.As(err, &budgetErr) && budgetErr.alone:
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "push over limit", reasonTooLarge)
+		return
+	case errors.As(err, &budgetErr):
+		w.Header().Set("Retry-After", "1")
+		a.reject(w, r, http.StatusTooManyRequests, err, key.String(), "push refused: overloaded", reasonOverload)
+		return
+	case errors.As(err, &maxBytes):
+		err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
+		return
+	case errors.As(err, &tooLarge):
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
+		return
+	default:
+		a.reject(w, r, http.StatusBadRequest, err, key.String(), "invalid push body", reasonBody)
 		return
 	}
 	err = a.store.Push(key, fams, replace)
-	var limitErr *store.LimitError
 	switch {
 	case err == nil && a.opts.DisableConsistencyCheck:
 		w.WriteHeader(http.StatusAccepted)
 	case err == nil:
 		w.WriteHeader(http.StatusOK)
 	case errors.Is(err, store.ErrInvalid) && a.opts.DisableConsistencyCheck:
-		a.logger.Warn("push dropped: invalid or inconsistent",
+		a.logRefusal(r.Context(), slog.LevelWarn, "push dropped: invalid or inconsistent",
 			"remote_addr", r.RemoteAddr, "method", r.Method, "grouping_key", key.String(), "err", err)
 		w.WriteHeader(http.StatusAccepted)
 	case errors.As(err, &limitErr):
@@ -202,7 +303,9 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 	}
 }
 
-func (a *API) readBody(w http.ResponseWriter, r *http.Request) (map[string]*dto.MetricFamily, error) {
+// readBody decompresses and decodes the body within the size limits,
+// calling charge as the decoded result grows.
+func (a *API) readBody(w http.ResponseWriter, r *http.Request, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
 	body := r.Body
 	if a.opts.MaxBodyBytes > 0 {
 		body = http.MaxBytesReader(w, body, a.opts.MaxBodyBytes)
@@ -215,7 +318,7 @@ func (a *API) readBody(w http.ResponseWriter, r *http.Request) (map[string]*dto.
 	if a.opts.MaxDecompressedBytes > 0 {
 		decoded = &limitedReader{r: decoded, n: a.opts.MaxDecompressedBytes, limit: a.opts.MaxDecompressedBytes}
 	}
-	return decodeBody(r.Header.Get("Content-Type"), decoded, a.scheme)
+	return decodeBody(r.Header.Get("Content-Type"), decoded, a.scheme, charge)
 }
 
 func (a *API) delete(w http.ResponseWriter, r *http.Request) {
@@ -264,14 +367,9 @@ const (
 
 var reasons = []string{reasonURL, reasonBody, reasonTooLarge, reasonLimit, reasonInconsistent, reasonStorage, reasonOverload, reasonInternal}
 
-func bodyReason(status int) string {
-	if status == http.StatusRequestEntityTooLarge {
-		return reasonTooLarge
-	}
-	return reasonBody
-}
-
 // reject answers with a one-line reason, counts it and logs who sent what.
+// Warnings are throttled, since a client may make every request fail; the
+// metric counts them all.
 func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, err error, key, msg, reason string) {
 	a.metrics.rejections.WithLabelValues(reason).Inc()
 	level := slog.LevelDebug
@@ -282,10 +380,41 @@ func (a *API) reject(w http.ResponseWriter, r *http.Request, status int, err err
 		// reference); rejected and failed pushes are the operator's.
 		level = slog.LevelWarn
 	}
-	a.logger.Log(r.Context(), level, msg,
+	a.logRefusal(r.Context(), level, msg,
 		"remote_addr", r.RemoteAddr, "method", r.Method, "path", r.URL.Path,
 		"grouping_key", key, "status", status, "err", err)
-	http.Error(w, oneLine(err.Error()), status)
+	writeError(w, status, oneLine(err.Error()))
+}
+
+// writeError answers like http.Error, but with a Content-Length: the
+// answer to a refused push is flushed before the rest of the body is read
+// (finishBody), and without a length the client could only tell its end
+// once the handler returns.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	msg += "\n"
+	h := w.Header()
+	h.Del("Content-Encoding")
+	h.Set("Content-Type", "text/plain; charset=utf-8")
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Length", strconv.Itoa(len(msg)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, msg)
+}
+
+// logRefusal logs a refused or dropped push. Warnings pass the throttle:
+// those it holds back are logged at debug, and the next warning let through
+// is preceded by how many there were.
+func (a *API) logRefusal(ctx context.Context, level slog.Level, msg string, args ...any) {
+	if level >= slog.LevelWarn {
+		ok, suppressed := a.warns.allow()
+		if suppressed > 0 {
+			a.logger.Warn("similar lines suppressed", "suppressed_lines", suppressed)
+		}
+		if !ok {
+			level = slog.LevelDebug
+		}
+	}
+	a.logger.Log(ctx, level, msg, args...)
 }
 
 // oneLine keeps a response body to one line: parser errors can quote input.
