@@ -323,3 +323,36 @@ func TestRejectionWarningsThrottled(t *testing.T) {
 		t.Errorf("rejections counted %v, want %d", n, flood+1)
 	}
 }
+
+// zeros is an endless body.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}
+
+// TestContentLengthOverLimitAnswerReachesClient checks that a body refused
+// unread for its Content-Length gets its 413 to a client that reads while
+// it sends (Go's, curl): the connection must be closed gracefully, not
+// reset while the client still sends.
+func TestContentLengthOverLimitAnswerReachesClient(t *testing.T) {
+	api := push.New(&fakeStore{}, push.Options{MaxBodyBytes: 1 << 20}, nil)
+	srv := httptest.NewServer(api.Push(true))
+	defer srv.Close()
+	for i := range 10 {
+		req, err := http.NewRequest(http.MethodPut, srv.URL+"/metrics/job/j", io.LimitReader(zeros{}, 1<<30))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.ContentLength = 1 << 30
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatalf("attempt %d: %v", i, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusRequestEntityTooLarge {
+			t.Fatalf("attempt %d: status %d, want 413", i, resp.StatusCode)
+		}
+	}
+}

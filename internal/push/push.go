@@ -157,12 +157,16 @@ func (a *API) Push(replace bool) http.Handler {
 			a.admit(func(w http.ResponseWriter, r *http.Request) { a.push(w, r, replace) })))
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body := &countingBody{ReadCloser: r.Body}
-		r.Body = body
+		// A copy: net/http looks at the original's Body to tell whether
+		// the handler left it unread, and then closes the connection
+		// gracefully (FIN, a pause, then the close) instead of at once.
+		counted := r.WithContext(r.Context())
+		counted.Body = body
 		// Allow reading the body after answering, for finishBody (HTTP/1
 		// otherwise reads what is left before the answer, at most 256 KiB,
 		// and drops the connection if there is more).
 		_ = http.NewResponseController(w).EnableFullDuplex()
-		h.ServeHTTP(w, r)
+		h.ServeHTTP(w, counted)
 		a.finishBody(w, r, body)
 	})
 }
