@@ -100,7 +100,8 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		// would kill the process.
 		var before, after runtime.MemStats
 		runtime.ReadMemStats(&before)
-		fams, err := decodeProtobuf(bytes.NewReader(body), noCharge)
+		var m meter
+		fams, err := decodeProtobuf(bytes.NewReader(body), m.charge)
 		runtime.ReadMemStats(&after)
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20+100*uint64(len(body)) {
 			t.Fatalf("decoding a %d-byte body allocated %d bytes", len(body), alloc)
@@ -111,6 +112,15 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		}
 		if err != nil {
 			return
+		}
+		// The series charged (scanned before unmarshalling, given back for
+		// replaced families) are the series decoded.
+		series := 0
+		for _, mf := range fams {
+			series += len(mf.Metric)
+		}
+		if m.series != series {
+			t.Fatalf("charged %d series, decoded %d", m.series, series)
 		}
 		// Re-encoding what was decoded decodes to the same families.
 		var buf bytes.Buffer
