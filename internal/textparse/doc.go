@@ -11,16 +11,24 @@
 // instead of holding it. It also allocates far less: messages are cut from
 // slabs, label names are interned and repeated label values shared, and
 // tokens are read in place. Measured against expfmt in the same run
-// (bench_test.go, 2 shared cores):
+// (bench_test.go; 2 cores shared with other work, so times are medians of
+// noisy runs):
 //
-//	                          textparse            expfmt
-//	100 series, 11 KiB        TODO
-//	100k short series         TODO
-//	live heap, 100k series    TODO
+//	                                textparse         expfmt
+//	100 series, 11 KiB   time/op    90 µs             400 µs
+//	                     allocs/op  145               4,422
+//	                     B/op       84 KB             119 KB
+//	100k short series,   time/op    50-70 ms          105-210 ms
+//	3.6 MB               allocs/op  2,357             1,700,222
+//	                     B/op       32 MB             43 MB
+//	live heap of the result         301 B/series      305 B/series
 //
-// The live heap of the result barely shrinks: the result is made of the
-// same dto messages (a Metric alone is 112 bytes, a LabelPair 56, an Untyped
-// 48), which Parse cannot make smaller. What bounds memory is Charge.
+// The live heap of the result barely shrinks: it is made of the same dto
+// messages (per short series a Metric of 112 bytes, a LabelPair of 56, an
+// Untyped of 48 and its float, a value string and two slice slots), which
+// Parse cannot make smaller; what it saves is the other allocations (expfmt
+// makes 17 per short series, Parse 0.02) and the garbage GC has to chase.
+// What bounds memory is Charge.
 //
 // expfmt is the behavioural spec, odd corners included: Parse returns the
 // same families (same metric order) or an expfmt.ParseError with the same

@@ -158,3 +158,34 @@ func diffFamilies(got, want map[string]*dto.MetricFamily) string {
 	}
 	return ""
 }
+
+// TestMatchesExpfmt compares with expfmt on corners that are easy to state
+// and slow for the fuzzer to find.
+func TestMatchesExpfmt(t *testing.T) {
+	long := strings.Repeat("x", 5000)
+	for _, in := range []string{
+		"# TYPE a hıstogram\na_bucket{le=\"1\"} 1\n",    // strings.ToUpper: ı is I
+		"# TYPE a ſummary\na{quantile=\"1\"} 1\n",       // and ſ is S
+		"# TYPE a GAUGEHISTOGRAM\na_count 1.5\n",        // OpenMetrics spelling
+		"# TYPE a coun\\ter\na 1\n",                     // backslashes dropped in TYPE
+		"a 1 2\\\n",                                     // and after a timestamp
+		"a 1 2 \\\n",                                    // but a blank stays
+		"a 1e-400\na 0x10\na 1E5\na -0\na +0\n",         // strconv decides
+		"a 123456789012345678901234567890\n",            // no fast path
+		"# TYPE h histogram\nh_count NaN\nh_sum 1\n",    // NaN count is a float
+		"# TYPE h histogram\nh_count +Inf\n",            // uint64(+Inf)
+		"# TYPE h histogram\nh_bucket{le=\"1\"} 1e30\n", // beyond uint64
+		"# TYPE s summary\ns_count -1\ns_count 1e30\n",  // uint64 of anything
+		"a{b=\"" + long + "\\n" + long + "\"} 1\n",      // escapes in a long line
+		"# HELP a " + long + "\\\\" + long + "\n",       // long help
+		"{\"" + long + "\"} 1\n",                        // long quoted name
+		"a{b=\"c\"} 1\r\n",
+		"a\t{b=\"c\"}\t1\t2\n",
+		"\xef\xbb\xbfa 1\n", // a byte order mark is not a name
+		"a 1\n\x00",
+	} {
+		for _, scheme := range []model.ValidationScheme{model.LegacyValidation, model.UTF8Validation} {
+			compareWithExpfmt(t, []byte(in), scheme)
+		}
+	}
+}

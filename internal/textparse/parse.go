@@ -36,8 +36,9 @@ type Options struct {
 // Charge hears of them.
 const chargeEvery = 4 << 10
 
-// readBufSize is the bufio buffer: a line that fits is parsed in place.
-const readBufSize = 16 << 10
+// readBufSize is the bufio buffer (bufio's and expfmt's default): a line
+// that fits is parsed in place, a longer one is copied together.
+const readBufSize = 4 << 10
 
 // Parse reads a text-format (0.0.4) body and returns its families by name,
 // as expfmt's TextParser.TextToMetricFamilies does; it reads r through a
