@@ -101,7 +101,7 @@ func decodeBody(contentType string, body io.Reader, scheme model.ValidationSchem
 // buffer of its own.
 const (
 	maxTextLine    = 16 << 20
-	textReadBuffer = 32 << 10
+	textReadBuffer = 4 << 10
 )
 
 // decodeText parses the text format 0.0.4; it is the one place that calls
