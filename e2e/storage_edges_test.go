@@ -1,10 +1,15 @@
 package e2e
 
-// Storage edges: grouping keys longer than the storage engine's key limit.
+// Storage edges: grouping keys longer than the storage engine's key limit,
+// and the import of a reference persistence file interrupted by a full disk
+// or a crash.
 
 import (
+	"bytes"
 	"fmt"
+	"math/rand/v2"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -113,5 +118,92 @@ func TestBigGroupingKeys(t *testing.T) {
 	g = startDurable(t, dir)
 	if got := g.pushed(t); got != want {
 		t.Errorf("after a restart (- before, + after):\n%s", diffLines(want, got))
+	}
+}
+
+// referenceFile writes a persistence file in the reference's format with
+// the given groups, using pushgate's memory-only mode, and returns what was
+// served from it. Label values and samples are random, so that the storage
+// cannot compress them much.
+func referenceFile(t *testing.T, file string, groups, series int) string {
+	t.Helper()
+	g := startGateway(t, subject, "--storage.in-memory", "--persistence.file="+file)
+	pushParallel(t, g, groups, 8, func(i int) (string, []byte) {
+		rng := rand.New(rand.NewPCG(uint64(i), 1))
+		var b bytes.Buffer
+		b.WriteString("# TYPE import_gauge gauge\n")
+		for range series {
+			fmt.Fprintf(&b, "import_gauge{id=\"%016x%016x\"} %g\n", rng.Uint64(), rng.Uint64(), rng.Float64())
+		}
+		return fmt.Sprintf("/metrics/job/import_%04d", i), b.Bytes()
+	})
+	want := g.pushed(t)
+	g.terminate(t)
+	if _, err := os.Stat(file); err != nil {
+		t.Fatalf("the persistence file was not written: %v", err)
+	}
+	return want
+}
+
+// TestImportOnFullDisk imports a persistence file that does not fit on the
+// disk: the start fails and imports nothing, and once there is room the
+// next start imports all of it.
+func TestImportOnFullDisk(t *testing.T) {
+	t.Parallel()
+	requirePushgate(t, "durable storage")
+	file := filepath.Join(t.TempDir(), "reference.gob")
+	want := referenceFile(t, file, 400, 200) // ~15 MB in the storage
+	mnt := mountTmpfs(t, "4m")
+	dir := filepath.Join(mnt, "storage")
+
+	out := runToExit(t, "--storage.path="+dir, "--persistence.file="+file)
+	requireNoCrash(t, out)
+	if !strings.Contains(out, "no space left on device") {
+		t.Errorf("output should give the cause; got:\n%s", truncate(out, 3000))
+	}
+	if err := remount(t, mnt, "size=64m"); err != nil {
+		t.Fatal(err)
+	}
+	g := startDurable(t, dir, "--persistence.file="+file)
+	if got := g.pushed(t); got != want {
+		t.Errorf("after the disk has room (- file, + imported): %d vs %d lines\n%s",
+			strings.Count(want, "\n"), strings.Count(got, "\n"), truncate(diffLines(want, got), 3000))
+	}
+}
+
+// TestImportCrash kills pushgate while it imports a persistence file: the
+// next start has all of it, never a part.
+func TestImportCrash(t *testing.T) {
+	t.Parallel()
+	requirePushgate(t, "durable storage")
+	file := filepath.Join(t.TempDir(), "reference.gob")
+	want := referenceFile(t, file, 1000, 50)
+	dir := filepath.Join(t.TempDir(), "storage")
+	db := filepath.Join(dir, storageFile)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	g := &gateway{addr: addr}
+	g.process = startProcess(t, "subject", subjectBin, "--web.listen-address="+addr, "--storage.path="+dir, "--persistence.file="+file)
+	// Kill it once the import has written a part (the whole is ~2 MB).
+	for deadline := time.Now().Add(readyTimeout); ; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) || g.exited() {
+			t.Fatalf("the import never wrote; output:\n%s", g.out)
+		}
+		if fi, err := os.Stat(db); err == nil && fi.Size() > 256<<10 {
+			break
+		}
+	}
+	g.sigkill(t)
+	if fi, err := os.Stat(db); err == nil {
+		t.Logf("killed with %d bytes in %s", fi.Size(), db)
+	}
+
+	g = startDurable(t, dir, "--persistence.file="+file)
+	if fi, err := os.Stat(db); err == nil {
+		t.Logf("%d bytes after the import", fi.Size())
+	}
+	if got := g.pushed(t); got != want {
+		t.Errorf("after a crash during the import (- file, + imported): %d vs %d lines\n%s",
+			strings.Count(want, "\n"), strings.Count(got, "\n"), truncate(diffLines(want, got), 3000))
 	}
 }

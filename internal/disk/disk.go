@@ -844,18 +844,6 @@ func (d *DB) Imported() (string, error) {
 	return path, err
 }
 
-// SetImported records that a persistence file was imported.
-func (d *DB) SetImported(path string) error {
-	d.dbMu.RLock()
-	defer d.dbMu.RUnlock()
-	if d.db == nil {
-		return d.unavailable()
-	}
-	return d.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(importedKey, []byte(path))
-	})
-}
-
 // Close commits the writes queued before it, stops the committer and
 // closes the file. Writes after Close fail with ErrClosed.
 func (d *DB) Close() error {
