@@ -1,8 +1,8 @@
 package e2e
 
 // Storage edges: grouping keys longer than the storage engine's key limit,
-// and the import of a reference persistence file interrupted by a full disk
-// or a crash.
+// writes during the restore, and the import of a reference persistence file
+// interrupted by a full disk or a crash.
 
 import (
 	"bytes"
@@ -118,6 +118,62 @@ func TestBigGroupingKeys(t *testing.T) {
 	g = startDurable(t, dir)
 	if got := g.pushed(t); got != want {
 		t.Errorf("after a restart (- before, + after):\n%s", diffLines(want, got))
+	}
+}
+
+// TestWipeWaitsForRestore sends the admin wipe while the stored groups are
+// being restored: it must wait (503) like every other write, or the memory
+// would keep groups the disk no longer has.
+func TestWipeWaitsForRestore(t *testing.T) {
+	t.Parallel()
+	requirePushgate(t, "durable storage")
+	const groups, series = 2000, 50
+	dir := filepath.Join(t.TempDir(), "storage")
+	g := startDurable(t, dir)
+	pushParallel(t, g, groups, 8, func(i int) (string, []byte) {
+		return fmt.Sprintf("/metrics/job/wipe_%04d", i), gaugeBody("wipe_gauge", series, float64(i))
+	})
+	g.terminate(t)
+
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	g = &gateway{addr: addr}
+	g.process = startProcess(t, "subject", subjectBin, "--web.listen-address="+addr, "--storage.path="+dir, "--web.enable-admin-api")
+	statuses := map[int]int{}
+	deadline := time.Now().Add(readyTimeout)
+	for {
+		if g.exited() || time.Now().After(deadline) {
+			t.Fatalf("not ready after %v; output:\n%s", readyTimeout, g.out)
+		}
+		wipe, err := g.tryDo(http.MethodPut, "/api/v1/admin/wipe", nil, nil)
+		if err != nil {
+			continue // not listening yet
+		}
+		statuses[wipe.status]++
+		ready, err := g.tryDo(http.MethodGet, "/-/ready", nil, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch {
+		case wipe.status == http.StatusServiceUnavailable:
+			requireOneLine(t, "wipe during the restore", wipe, "not ready")
+		case ready.status != http.StatusOK:
+			t.Errorf("wipe answered %s while /-/ready still answered %d afterwards", wipe, ready.status)
+		}
+		if ready.status == http.StatusOK {
+			break
+		}
+	}
+	t.Logf("wipes during the restore answered %v", statuses)
+	if len(statuses) == 0 {
+		t.Log("no wipe reached the gateway during the restore")
+	}
+	// What is served is what is stored.
+	want := g.pushed(t)
+	g.terminate(t)
+	g = startDurable(t, dir)
+	if got := g.pushed(t); got != want {
+		t.Errorf("served before the restart and stored differ (- served, + stored): %d vs %d lines\n%s",
+			strings.Count(want, "\n"), strings.Count(got, "\n"), truncate(diffLines(want, got), 3000))
 	}
 }
 
