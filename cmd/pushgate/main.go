@@ -200,7 +200,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- web.ListenAndServe(httpServer, cfg.Web, logger) }()
 	start := time.Now()
-	persister, err := restore(cfg, st, db, logger)
+	persister, err := loadState(cfg, st, db, logger)
 	if err != nil {
 		_ = httpServer.Close()
 		return err
@@ -247,23 +247,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	return nil
 }
 
-// restore brings back the stored groups: from the durable storage (and, on
-// its first start, from a reference persistence file to import), or, in
-// memory-only mode, from the persistence file that it then keeps rewriting.
-func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logger) (*snapshot.Persister, error) {
+// loadState brings back the stored groups: it replays the durable storage
+// (and, on its first start, imports a reference persistence file), or, in
+// memory-only mode, imports the persistence file that it then keeps
+// rewriting.
+func loadState(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logger) (*snapshot.Persister, error) {
 	snapLogger := logger.With("component", "snapshot")
 	if db == nil {
 		if cfg.PersistenceFile == "" {
 			return nil, nil
 		}
-		n, err := snapshot.Load(st, cfg.PersistenceFile, snapLogger)
+		n, err := snapshot.Import(st, cfg.PersistenceFile, nil, snapLogger)
 		if err != nil {
 			return nil, fmt.Errorf("restore from --persistence.file: %w", err)
 		}
 		logger.Info("restored persisted groups", "file", cfg.PersistenceFile, "groups", n)
 		return snapshot.NewPersister(st, cfg.PersistenceFile, cfg.PersistenceInterval, snapLogger), nil
 	}
-	if err := db.ForEach(st.Load); err != nil {
+	if err := db.ForEach(st.Replay); err != nil {
 		return nil, fmt.Errorf("restore from storage (the file is left as it is; move it away to start empty): %w", err)
 	}
 	// Only now that the file is known to be good may it be replaced.
@@ -288,12 +289,14 @@ func restore(cfg *config.Config, st *store.Store, db *disk.DB, logger *slog.Logg
 	case st.Stats().Groups > 0:
 		logger.Warn("storage has data; not importing --persistence.file", "file", cfg.PersistenceFile, "storage", db.Path())
 	default:
-		n, err := snapshot.Load(st, cfg.PersistenceFile, snapLogger)
+		// The groups and the record that the file was imported go in one
+		// commit: a failure or a crash leaves all of them or none, and a
+		// start after none imports again.
+		n, err := snapshot.Import(st, cfg.PersistenceFile, func(values map[string][]byte) error {
+			return db.Import(values, cfg.PersistenceFile)
+		}, snapLogger)
 		if err != nil {
-			return nil, fmt.Errorf("import --persistence.file: %w", err)
-		}
-		if err := db.SetImported(cfg.PersistenceFile); err != nil {
-			return nil, fmt.Errorf("record import of --persistence.file: %w", err)
+			return nil, fmt.Errorf("import --persistence.file (nothing was imported): %w", err)
 		}
 		logger.Info("imported reference persistence file; it is left untouched", "file", cfg.PersistenceFile, "groups", n, "storage", db.Path())
 	}

@@ -52,6 +52,9 @@ type Route struct {
 	Path    string // as http.ServeMux takes it, without a method
 	Name    string // handler label of pushgateway_http_requests_total
 	Handler http.Handler
+	// Write marks an endpoint that changes state; it must wait until the
+	// stored groups are restored (the server answers 503 until then).
+	Write bool
 }
 
 // Routes lists the API's endpoints. Each answers its method, the CORS
@@ -59,16 +62,16 @@ type Route struct {
 // is how the reference's router behaves.
 func (a *API) Routes() []Route {
 	routes := []Route{
-		{"/status", "api/v1/status", only(http.MethodGet, cors(http.HandlerFunc(a.status)))},
-		{"/metrics", "api/v1/metrics", only(http.MethodGet, cors(http.HandlerFunc(a.metrics)))},
-		{"/", "api/v1/options", cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		{Path: "/status", Name: "api/v1/status", Handler: only(http.MethodGet, cors(http.HandlerFunc(a.status)))},
+		{Path: "/metrics", Name: "api/v1/metrics", Handler: only(http.MethodGet, cors(http.HandlerFunc(a.metrics)))},
+		{Path: "/", Name: "api/v1/options", Handler: cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodOptions {
 				http.NotFound(w, r)
 			}
 		}))},
 	}
 	if a.opts.EnableAdmin {
-		routes = append(routes, Route{"/admin/wipe", "wipe", only(http.MethodPut, http.HandlerFunc(a.wipe))})
+		routes = append(routes, Route{Path: "/admin/wipe", Name: "wipe", Handler: only(http.MethodPut, http.HandlerFunc(a.wipe)), Write: true})
 	}
 	return routes
 }

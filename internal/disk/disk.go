@@ -8,17 +8,23 @@
 // Writes are group-committed by a single committer goroutine: a write that
 // arrives while a commit (and its fsync) runs joins the next one, so
 // concurrent pushes share fsyncs without an artificial delay, and a push is
-// acknowledged only after its commit returned.
+// acknowledged only after its commit returned. A write that bbolt refuses
+// by itself fails alone; the others of its commit are committed without it.
+//
+// A group ID longer than bbolt's largest key (MaxKeySize, 32 KiB) is stored
+// under a hash of it (see boltKey); the value holds the full grouping key.
 package disk
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -64,9 +70,13 @@ type Options struct {
 // DB is the durable copy of the groups. Its methods are safe for concurrent use.
 type DB struct {
 	// dbMu guards db, which compaction replaces. The committer and
-	// compaction run on the same goroutine; others take it shared.
-	dbMu    sync.RWMutex
-	db      *bolt.DB
+	// compaction run on the same goroutine; others take it shared. db is
+	// nil while the file is closed because reopening it after a
+	// compaction failed (see ensureOpen).
+	dbMu sync.RWMutex
+	db   *bolt.DB
+	// open opens the file; a field so that tests can make it fail.
+	open    func(path string) (*bolt.DB, error)
 	path    string
 	logger  *slog.Logger
 	metrics *metrics
@@ -77,7 +87,15 @@ type DB struct {
 	wg         sync.WaitGroup
 	closeOnce  sync.Once
 
-	// failure is the error of the last commit if it failed, else nil.
+	// closeMu orders writes and Close: submit holds it shared while it
+	// queues a write, Close exclusively while it sets closed. So a write
+	// is either queued before Close, and then committed and answered, or
+	// refused with ErrClosed; none is left waiting.
+	closeMu sync.RWMutex
+	closed  bool // guarded by closeMu
+
+	// failure is why the storage does not work (the last commit failed,
+	// or the file is closed), else nil.
 	failure atomic.Pointer[error]
 	// lastCompaction is the Unix time in nanoseconds of the last compaction.
 	lastCompaction atomic.Int64
@@ -90,13 +108,19 @@ const (
 	opDelete
 	opDeleteAll
 	opProbe
+	opImport
 )
 
 type request struct {
 	op    op
-	key   string
+	key   []byte // bbolt key (boltKey of the group ID)
 	value []byte
-	done  chan error
+	// values and source are those of an import: group ID -> value, and
+	// the imported file.
+	values map[string][]byte
+	source string
+	// done receives the outcome, once. Every queued request gets it.
+	done chan error
 }
 
 type metrics struct {
@@ -112,7 +136,7 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, fmt.Errorf("create storage directory: %w", err)
 	}
 	path := filepath.Join(dir, FileName)
-	db, err := openChecked(path)
+	db, err := openChecked(path, openBolt)
 	if err != nil {
 		return nil, err
 	}
@@ -125,6 +149,7 @@ func Open(dir string, opts Options) (*DB, error) {
 	}
 	d := &DB{
 		db:         db,
+		open:       openBolt,
 		path:       path,
 		logger:     logger,
 		reqs:       make(chan *request, maxBatch),
@@ -150,9 +175,9 @@ func Open(dir string, opts Options) (*DB, error) {
 // before anything reads through the memory map: a truncated file would
 // otherwise fault. bbolt reports some corruption by panicking; that becomes
 // an error naming the file too.
-func openChecked(path string) (db *bolt.DB, err error) {
+func openChecked(path string, open func(string) (*bolt.DB, error)) (db *bolt.DB, err error) {
 	defer guard(path, &err)()
-	db, err = openBolt(path)
+	db, err = open(path)
 	if err != nil {
 		if errors.Is(err, bolterrors.ErrTimeout) {
 			err = errors.New("it is locked by another process (is another pushgate using the same --storage.path?)")
@@ -247,6 +272,9 @@ const (
 func (d *DB) ReleaseMapped() error {
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
+	if d.db == nil {
+		return d.unavailable()
+	}
 	fi, err := os.Stat(d.path)
 	if err != nil {
 		return err
@@ -266,7 +294,7 @@ func (d *DB) CompactIfWasteful() error {
 	case d.compactReq <- done:
 		return <-done
 	case <-d.stop:
-		return errClosed
+		return ErrClosed
 	}
 }
 
@@ -276,6 +304,9 @@ func (d *DB) CompactIfWasteful() error {
 // It runs on the committer goroutine (or before it starts), so no write
 // interleaves; writes arriving meanwhile wait.
 func (d *DB) maybeCompact() error {
+	if err := d.ensureOpen(); err != nil {
+		return err
+	}
 	fi, err := os.Stat(d.path)
 	if err != nil {
 		return fmt.Errorf("stat storage: %w", err)
@@ -337,13 +368,49 @@ func (d *DB) compact() error {
 	if renameErr == nil {
 		renameErr = syncDir(filepath.Dir(d.path))
 	}
-	// Reopen whichever file is in place now.
-	db, err := openBolt(d.path)
+	// Reopen whichever file is in place now. If that fails, the file
+	// stays closed until ensureOpen succeeds: each write and each probe
+	// tries again, and Healthy reports the failure meanwhile.
+	db, err := d.open(d.path)
 	if err != nil {
-		return errors.Join(renameErr, fmt.Errorf("reopen after compaction: %w", err))
+		d.db = nil
+		err = fmt.Errorf("reopen after compaction: %w", err)
+		d.setFailure(err)
+		return errors.Join(renameErr, err)
 	}
 	d.db = db
 	return renameErr
+}
+
+// ensureOpen reopens the file if a compaction left it closed. It runs on
+// the committer goroutine.
+func (d *DB) ensureOpen() error {
+	d.dbMu.RLock()
+	open := d.db != nil
+	d.dbMu.RUnlock()
+	if open {
+		return nil
+	}
+	db, err := openChecked(d.path, d.open)
+	if err == nil {
+		if err = initialize(db); err != nil {
+			err = errors.Join(fmt.Errorf("reopen storage %s: %w", d.path, err), db.Close())
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("storage is closed (a compaction could not reopen it): %w", err)
+	}
+	d.dbMu.Lock()
+	d.db = db
+	d.dbMu.Unlock()
+	d.logger.Info("reopened storage", "file", d.path)
+	return nil
+}
+
+// unavailable is the error of a read while the file is closed; the caller
+// holds dbMu.
+func (d *DB) unavailable() error {
+	return fmt.Errorf("storage %s is closed (a compaction could not reopen it; retrying)", d.path)
 }
 
 func syncDir(dir string) error {
@@ -423,12 +490,12 @@ func (d *DB) Path() string { return d.path }
 
 // Save stores a group value; it returns once the value is on disk.
 func (d *DB) Save(id string, value []byte) error {
-	return d.submit(&request{op: opPut, key: id, value: value})
+	return d.submit(&request{op: opPut, key: boltKey(id), value: value})
 }
 
 // Remove deletes a group; it returns once the deletion is on disk.
 func (d *DB) Remove(id string) error {
-	return d.submit(&request{op: opDelete, key: id})
+	return d.submit(&request{op: opDelete, key: boltKey(id)})
 }
 
 // RemoveAll deletes all groups; it returns once the deletion is on disk.
@@ -436,27 +503,50 @@ func (d *DB) RemoveAll() error {
 	return d.submit(&request{op: opDeleteAll})
 }
 
-var errClosed = errors.New("storage is closed")
+// Import stores the groups of an imported persistence file (group ID ->
+// value) and records source as imported (see Imported), all in one
+// commit: after a failure or a crash, either all of it is on disk or
+// nothing is.
+func (d *DB) Import(values map[string][]byte, source string) error {
+	return d.submit(&request{op: opImport, values: values, source: source})
+}
 
+// ErrClosed is returned by writes after Close.
+var ErrClosed = errors.New("storage is closed")
+
+// hashedKeyPrefix starts the bbolt key of a group ID too long to be one.
+// No group ID starts with it: an ID starts with a label name, which is
+// valid UTF-8, and 0xff never occurs in UTF-8.
+const hashedKeyPrefix = "\xffsha256:"
+
+// boltKey is the bbolt key of a group ID: the ID itself, or, if it is
+// longer than bbolt's largest key, its SHA-256 after hashedKeyPrefix.
+// Values hold their full grouping key, so nothing needs the ID back from
+// the key. The ID is kept whenever it fits, so files written before long
+// IDs were hashed read the same (no group ID that bbolt could hold changes
+// its key).
+func boltKey(id string) []byte {
+	if len(id) <= bolt.MaxKeySize {
+		return []byte(id)
+	}
+	sum := sha256.Sum256([]byte(id))
+	return append([]byte(hashedKeyPrefix), sum[:]...)
+}
+
+// submit queues r for the committer and returns its outcome: nil only if
+// it is on disk, an error only if it is not. It never gives up waiting:
+// the committer answers every request it was given, also at Close.
 func (d *DB) submit(r *request) error {
 	r.done = make(chan error, 1)
-	select {
-	case d.reqs <- r:
-	case <-d.stop:
-		return errClosed
+	d.closeMu.RLock()
+	if d.closed {
+		d.closeMu.RUnlock()
+		return ErrClosed
 	}
-	select {
-	case err := <-r.done:
-		return err
-	case <-d.stop:
-		// Closing: the committer may have exited before taking r.
-		select {
-		case err := <-r.done:
-			return err
-		case <-time.After(time.Second):
-			return errClosed
-		}
-	}
+	// The committer runs until Close, which waits for this lock.
+	d.reqs <- r
+	d.closeMu.RUnlock()
+	return <-r.done
 }
 
 // commitLoop is the only writer: it commits whatever writes are waiting,
@@ -474,32 +564,37 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 	release := time.NewTicker(releaseInterval)
 	defer release.Stop()
 	batch := make([]*request, 0, maxBatch)
+	stopping := false
 	for {
-		select {
-		case <-release.C:
-			if err := d.ReleaseMapped(); err != nil {
-				d.logger.Debug("release mapped pages", "file", d.path, "err", err)
+		if stopping {
+			// Close has refused new writes, so the queue only shrinks:
+			// commit what was queued before, then stop.
+			select {
+			case r := <-d.reqs:
+				batch = append(batch[:0], r)
+			default:
+				return
 			}
-			continue
-		case <-compact:
-			if err := d.maybeCompact(); err != nil {
-				d.logger.Error("compaction failed", "file", d.path, "err", err)
-			}
-			continue
-		case done := <-d.compactReq:
-			done <- d.maybeCompact()
-			continue
-		case r := <-d.reqs:
-			batch = append(batch[:0], r)
-		case <-d.stop:
-			// Writes still queued get an error; none is acknowledged.
-			for {
-				select {
-				case r := <-d.reqs:
-					r.done <- errClosed
-				default:
-					return
+		} else {
+			select {
+			case <-release.C:
+				if err := d.ReleaseMapped(); err != nil {
+					d.logger.Debug("release mapped pages", "file", d.path, "err", err)
 				}
+				continue
+			case <-compact:
+				if err := d.maybeCompact(); err != nil {
+					d.logger.Error("compaction failed", "file", d.path, "err", err)
+				}
+				continue
+			case done := <-d.compactReq:
+				done <- d.maybeCompact()
+				continue
+			case r := <-d.reqs:
+				batch = append(batch[:0], r)
+			case <-d.stop:
+				stopping = true
+				continue
 			}
 		}
 	drain:
@@ -511,35 +606,104 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 				break drain
 			}
 		}
-		start := time.Now()
-		d.dbMu.RLock()
-		err := d.db.Update(func(tx *bolt.Tx) error {
+		d.commitBatch(batch)
+		clear(batch) // do not keep values alive until the next batch
+	}
+}
+
+// commitBatch commits the requests, answers each, and updates the health.
+func (d *DB) commitBatch(batch []*request) {
+	if err := d.ensureOpen(); err != nil {
+		d.metrics.failures.Inc()
+		d.setFailure(err)
+		for _, r := range batch {
+			r.done <- err
+		}
+		return
+	}
+	committed, err := d.commit(batch)
+	switch {
+	case err != nil:
+		d.setFailure(err)
+	case committed:
+		d.setFailure(nil)
+	}
+	// Else every write was refused by itself: that says nothing about the
+	// storage.
+}
+
+// commit commits the requests in one transaction if it can and answers
+// each. It reports whether a transaction committed, and the error of the
+// first one that failed.
+//
+// A write that bbolt refuses by itself (apply's error, such as a value
+// over its size limit) fails alone: the others are committed without it,
+// as bbolt's own Batch does. If the commit itself fails (a full,
+// read-only or failing disk, or one value too large for the space left),
+// the writes are retried one by one, so that no write fails because of
+// another one.
+func (d *DB) commit(batch []*request) (committed bool, failure error) {
+	for len(batch) > 0 {
+		failed, err := d.update(batch)
+		if failed >= 0 {
+			batch[failed].done <- fmt.Errorf("write to %s: %w", d.path, err)
+			batch = slices.Delete(slices.Clone(batch), failed, failed+1)
+			continue
+		}
+		if err != nil && len(batch) > 1 {
 			for _, r := range batch {
-				if err := apply(tx, r); err != nil {
-					return err
+				ok, err := d.commit([]*request{r})
+				committed = committed || ok
+				if failure == nil {
+					failure = err
 				}
 			}
-			return nil
-		})
-		d.dbMu.RUnlock()
-		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
-		d.metrics.batchSize.Observe(float64(len(batch)))
-		d.setFailure(err)
+			return committed, failure
+		}
 		if err != nil {
 			err = fmt.Errorf("commit to %s: %w", d.path, err)
 		}
 		for _, r := range batch {
 			r.done <- err
 		}
+		return err == nil, err
 	}
+	return false, nil
+}
+
+// update applies the requests in one transaction. If a request fails, it
+// returns its index and error, and nothing is written; else -1 and the
+// error of the commit.
+func (d *DB) update(batch []*request) (failed int, err error) {
+	failed = -1
+	start := time.Now()
+	d.dbMu.RLock()
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		for i, r := range batch {
+			if err := apply(tx, r); err != nil {
+				failed = i
+				return err
+			}
+		}
+		return nil
+	})
+	d.dbMu.RUnlock()
+	if failed < 0 {
+		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
+		d.metrics.batchSize.Observe(float64(len(batch)))
+		if err != nil {
+			d.metrics.failures.Inc()
+		}
+	}
+	return failed, err
 }
 
 func apply(tx *bolt.Tx, r *request) error {
 	switch r.op {
 	case opPut:
-		return tx.Bucket(groupsBucket).Put([]byte(r.key), r.value)
+		return tx.Bucket(groupsBucket).Put(r.key, r.value)
 	case opDelete:
-		return tx.Bucket(groupsBucket).Delete([]byte(r.key))
+		return tx.Bucket(groupsBucket).Delete(r.key)
 	case opDeleteAll:
 		if err := tx.DeleteBucket(groupsBucket); err != nil {
 			return err
@@ -549,24 +713,41 @@ func apply(tx *bolt.Tx, r *request) error {
 	case opProbe:
 		// Rewrite the format version: a real write that changes nothing.
 		return tx.Bucket(metaBucket).Put(versionKey, []byte(formatVersion))
+	case opImport:
+		groups := tx.Bucket(groupsBucket)
+		// In key order, which is how bbolt fills its pages best.
+		ids := make([]string, 0, len(r.values))
+		for id := range r.values {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		for _, id := range ids {
+			if err := groups.Put(boltKey(id), r.values[id]); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(metaBucket).Put(importedKey, []byte(r.source))
 	}
 	return fmt.Errorf("unknown storage operation %d", r.op)
 }
 
+// setFailure records whether the storage works: nil after a successful
+// commit, else the error that shows it does not.
 func (d *DB) setFailure(err error) {
 	if err == nil {
 		if d.failure.Swap(nil) != nil {
-			d.logger.Info("storage commits succeed again", "file", d.path)
+			d.logger.Info("storage works again", "file", d.path)
 		}
 		return
 	}
-	d.metrics.failures.Inc()
 	if d.failure.Swap(&err) == nil {
-		d.logger.Error("storage commit failed; writes are refused until it recovers", "file", d.path, "err", err)
+		d.logger.Error("storage failed; writes are refused until it recovers", "file", d.path, "err", err)
 	}
 }
 
-// Healthy returns the error of the last commit, if it failed.
+// Healthy returns why the storage does not work (its last commit failed,
+// or its file is closed), or nil. A write refused by itself, such as a
+// value too large for bbolt, does not make the storage unhealthy.
 func (d *DB) Healthy() error {
 	if p := d.failure.Load(); p != nil {
 		return fmt.Errorf("storage %s: %w", d.path, *p)
@@ -599,15 +780,31 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 	defer guard(d.path, &err)()
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
+	if d.db == nil {
+		return d.unavailable()
+	}
 	base := d.db.Info().Data
 	return d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(groupsBucket).ForEach(func(k, v []byte) error {
 			if err := fn(v); err != nil {
-				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, k, d.offsetOf(base, v), err)
+				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(k), d.offsetOf(base, v), err)
 			}
 			return nil
 		})
 	})
+}
+
+// printableKey shortens a key for messages: a grouping key can be
+// megabytes long.
+func printableKey(k []byte) string {
+	const maxLen = 200
+	if bytes.HasPrefix(k, []byte(hashedKeyPrefix)) {
+		return fmt.Sprintf("sha256:%x", k[len(hashedKeyPrefix):])
+	}
+	if len(k) > maxLen {
+		return fmt.Sprintf("%s... (%d bytes)", k[:maxLen], len(k))
+	}
+	return string(k)
 }
 
 // offsetOf locates a value in the file, for error messages. Values point
@@ -631,11 +828,15 @@ func (d *DB) offsetOf(base uintptr, v []byte) int64 {
 	return int64(bytes.Index(b, v))
 }
 
-// Imported returns the persistence file imported into this database, if any.
+// Imported returns the persistence file imported into this database (see
+// Import), if any.
 func (d *DB) Imported() (string, error) {
 	var path string
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
+	if d.db == nil {
+		return "", d.unavailable()
+	}
 	err := d.db.View(func(tx *bolt.Tx) error {
 		path = string(tx.Bucket(metaBucket).Get(importedKey))
 		return nil
@@ -643,23 +844,20 @@ func (d *DB) Imported() (string, error) {
 	return path, err
 }
 
-// SetImported records that a persistence file was imported.
-func (d *DB) SetImported(path string) error {
-	d.dbMu.RLock()
-	defer d.dbMu.RUnlock()
-	return d.db.Update(func(tx *bolt.Tx) error {
-		return tx.Bucket(metaBucket).Put(importedKey, []byte(path))
-	})
-}
-
-// Close stops the committer and closes the file. Writes after Close fail.
+// Close commits the writes queued before it, stops the committer and
+// closes the file. Writes after Close fail with ErrClosed.
 func (d *DB) Close() error {
 	var err error
 	d.closeOnce.Do(func() {
+		d.closeMu.Lock()
+		d.closed = true
+		d.closeMu.Unlock()
 		close(d.stop)
 		d.wg.Wait()
 		d.dbMu.Lock()
-		err = d.db.Close()
+		if d.db != nil {
+			err = d.db.Close()
+		}
 		d.dbMu.Unlock()
 	})
 	return err

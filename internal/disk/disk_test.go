@@ -6,9 +6,11 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	bolt "go.etcd.io/bbolt"
@@ -123,8 +125,18 @@ func TestWritesAfterCloseFail(t *testing.T) {
 	if err := d.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := d.Save("a", []byte("x")); err == nil {
-		t.Fatal("Save after Close succeeded")
+	// At once, every time: nothing is queued that nobody will commit.
+	start := time.Now()
+	for range 20 {
+		if err := d.Save("a", []byte("x")); !errors.Is(err, disk.ErrClosed) {
+			t.Fatalf("Save after Close: err = %v, want ErrClosed", err)
+		}
+	}
+	if err := d.Remove("a"); !errors.Is(err, disk.ErrClosed) {
+		t.Fatalf("Remove after Close: err = %v, want ErrClosed", err)
+	}
+	if d := time.Since(start); d > 500*time.Millisecond {
+		t.Errorf("21 writes after Close took %v to fail", d)
 	}
 }
 
@@ -191,17 +203,64 @@ func TestUnknownFormatVersionIsRefused(t *testing.T) {
 	}
 }
 
-func TestImportedMarker(t *testing.T) {
-	d := open(t, t.TempDir())
-	defer d.Close()
+func TestImport(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
 	if p, err := d.Imported(); err != nil || p != "" {
 		t.Fatalf("fresh storage: imported %q, %v", p, err)
 	}
-	if err := d.SetImported("/x/y.gob"); err != nil {
+	// One value bbolt refuses (an empty key): nothing is written.
+	if err := d.Import(map[string][]byte{"a": []byte("1"), "": []byte("2"), "b": []byte("3")}, "/x/y.gob"); err == nil {
+		t.Fatal("import with an empty key succeeded")
+	}
+	if p, err := d.Imported(); err != nil || p != "" || len(contents(t, d)) != 0 {
+		t.Fatalf("failed import left marker %q (%v) and values %q", p, err, contents(t, d))
+	}
+	if err := d.Healthy(); err != nil {
+		t.Errorf("a refused import made the storage unhealthy: %v", err)
+	}
+	if err := d.Import(map[string][]byte{"a": []byte("1"), "b": []byte("3")}, "/x/y.gob"); err != nil {
 		t.Fatal(err)
 	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir)
+	defer d.Close()
 	if p, err := d.Imported(); err != nil || p != "/x/y.gob" {
 		t.Fatalf("imported %q, %v", p, err)
+	}
+	if got := strings.Join(contents(t, d), ","); got != "1,3" {
+		t.Errorf("imported values %q, want 1,3", got)
+	}
+}
+
+// TestLongKeys stores group IDs longer than bbolt's largest key.
+func TestLongKeys(t *testing.T) {
+	dir := t.TempDir()
+	d := open(t, dir)
+	long := func(c string) string { return strings.Repeat(c, bolt.MaxKeySize+1) }
+	ids := []string{long("a"), long("b"), long("a") + "x", strings.Repeat("c", bolt.MaxKeySize)}
+	for i, id := range ids {
+		if err := d.Save(id, []byte(fmt.Sprint("v", i))); err != nil {
+			t.Fatalf("save %d-byte ID: %v", len(id), err)
+		}
+	}
+	if err := d.Save(ids[0], []byte("v0 again")); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Remove(ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d = open(t, dir)
+	defer d.Close()
+	got := contents(t, d)
+	slices.Sort(got)
+	if want := "v0 again,v2,v3"; strings.Join(got, ",") != want {
+		t.Errorf("values %q, want %s", got, want)
 	}
 }
 

@@ -83,7 +83,11 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 		mux.Handle("DELETE "+prefix, count("delete", s.whenReady(parts.Delete)))
 	}
 	for _, r := range parts.API {
-		mux.Handle("/api/v1"+r.Path, count(r.Name, r.Handler))
+		h := r.Handler
+		if r.Write {
+			h = s.whenReady(h)
+		}
+		mux.Handle("/api/v1"+r.Path, count(r.Name, h))
 	}
 	// Without a job segment there is no push route (404, like the
 	// reference; ServeMux would redirect to the subtree instead).

@@ -1,7 +1,8 @@
-// Package snapshot keeps the store in the reference's persistence file
-// (--persistence.file): it loads the file at start and rewrites it
-// atomically every --persistence.interval when something changed, and once
-// more at shutdown, as prometheus/pushgateway does.
+// Package snapshot handles the reference's persistence file
+// (--persistence.file): it imports the file into the store at start and, in
+// memory-only mode, rewrites it atomically every --persistence.interval when
+// something changed, and once more at shutdown, as prometheus/pushgateway
+// does.
 package snapshot
 
 import (
@@ -9,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
+	"slices"
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
@@ -22,60 +25,90 @@ import (
 // Store is what snapshots need of the store.
 type Store interface {
 	View() *store.View
-	Restore(store.Restored) error
+	Import(groups []store.Imported, write func(values map[string][]byte) error) (rejected []error, err error)
 }
 
-// Load restores the groups of the file at path into s. A group that is
-// invalid or inconsistent with the others is skipped and reported (the
-// reference would load it and fail every scrape); before the file is
-// rewritten without it, the original is kept as path+".rejected".
-// It returns the number of groups restored.
-func Load(s Store, path string, logger *slog.Logger) (int, error) {
+// Import reads the file at path and imports its groups into s, all in one
+// step (store.Store.Import). write stores the groups taken, all or none,
+// in the durable storage; nil in memory-only mode. A group that is invalid
+// or inconsistent with the others is skipped and reported (the reference
+// would load it and fail every scrape); before anything is imported, the
+// original is copied to path+".rejected", since the file is rewritten
+// without the group in memory-only mode. Any other error imports nothing.
+// It returns the number of groups imported.
+func Import(s Store, path string, write func(values map[string][]byte) error, logger *slog.Logger) (int, error) {
 	if err := gobfile.RemoveStale(path); err != nil {
 		logger.Warn("remove stale temporary persistence files", "file", path, "err", err)
 	}
-	groups, err := gobfile.Read(path)
+	file, err := gobfile.Read(path)
 	if err != nil {
 		// Never start empty and overwrite what we could not read.
 		return 0, err
 	}
-	restored, rejected := 0, 0
-	for id, g := range groups {
-		r, err := restoredGroup(g)
-		if err == nil {
-			err = s.Restore(r)
-		}
+	// In ID order, so that of two groups that clash the same one is
+	// always taken.
+	ids := slices.Sorted(maps.Keys(file))
+	var (
+		groups   []store.Imported
+		groupIDs []string
+		rejected = map[string]error{}
+	)
+	for _, id := range ids {
+		g, err := importedGroup(file[id])
 		if err != nil {
-			rejected++
-			logger.Error("skipping persisted group", "file", path, "group", id, "labels", fmt.Sprint(g.Labels), "err", err)
+			rejected[id] = err
 			continue
 		}
-		restored++
+		groups = append(groups, g)
+		groupIDs = append(groupIDs, id)
 	}
-	if rejected > 0 {
-		backup := path + ".rejected"
-		if err := copyFile(path, backup); err != nil {
-			return restored, fmt.Errorf("keep a copy of the persistence file with rejected groups: %w", err)
+	commit := func(values map[string][]byte) error {
+		// Keep the original before anything changes, while nothing is
+		// imported yet, so that a failure to copy it imports nothing.
+		if len(values) < len(file) {
+			if err := copyFile(path, path+".rejected"); err != nil {
+				return fmt.Errorf("keep a copy of the persistence file with rejected groups: %w", err)
+			}
 		}
-		logger.Warn("kept the original persistence file", "copy", backup, "rejected_groups", rejected)
+		if write == nil {
+			return nil
+		}
+		return write(values)
 	}
-	return restored, nil
+	refused, err := s.Import(groups, commit)
+	if err != nil {
+		return 0, err
+	}
+	for i, err := range refused {
+		if err != nil {
+			rejected[groupIDs[i]] = err
+		}
+	}
+	for _, id := range ids {
+		if err := rejected[id]; err != nil {
+			logger.Error("skipping persisted group", "file", path, "group", id, "labels", fmt.Sprint(file[id].Labels), "err", err)
+		}
+	}
+	if len(rejected) > 0 {
+		logger.Warn("kept the original persistence file", "copy", path+".rejected", "rejected_groups", len(rejected))
+	}
+	return len(file) - len(rejected), nil
 }
 
-// restoredGroup converts a group of the file into the store's form.
-func restoredGroup(g gobfile.Group) (store.Restored, error) {
+// importedGroup converts a group of the file into the store's form.
+func importedGroup(g gobfile.Group) (store.Imported, error) {
 	key, err := grouping.FromMap(g.Labels)
 	if err != nil {
-		return store.Restored{}, fmt.Errorf("grouping key: %w", err)
+		return store.Imported{}, fmt.Errorf("grouping key: %w", err)
 	}
-	r := store.Restored{
+	r := store.Imported{
 		Key:      key,
 		Families: make(map[string]*dto.MetricFamily, len(g.Metrics)),
 		Times:    make(map[string]time.Time, len(g.Metrics)),
 	}
 	for name, tf := range g.Metrics {
 		if tf.GobbableMetricFamily == nil {
-			return store.Restored{}, fmt.Errorf("family %q has no data", name)
+			return store.Imported{}, fmt.Errorf("family %q has no data", name)
 		}
 		mf := (*dto.MetricFamily)(tf.GobbableMetricFamily)
 		switch name {

@@ -14,7 +14,7 @@ import (
 
 // FuzzDecodeGroup fuzzes the decoder behind the checksum: the fuzzer's
 // bytes are sealed with a valid magic, version and CRC, so mutations reach
-// the field parsing that FuzzLoad's random bytes rarely get past. Nothing
+// the field parsing that FuzzReplay's random bytes rarely get past. Nothing
 // may panic, and whatever decodes must encode to the same bytes.
 func FuzzDecodeGroup(f *testing.F) {
 	s := New(Options{})

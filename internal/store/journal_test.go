@@ -19,7 +19,7 @@ func reloadFrom(t *testing.T, j *gateJournal) *store.Store {
 	t.Helper()
 	s := store.New(store.Options{Journal: j})
 	for _, v := range j.values() {
-		if err := s.Load(v); err != nil {
+		if err := s.Replay(v); err != nil {
 			t.Fatalf("load: %v", err)
 		}
 	}
@@ -139,7 +139,7 @@ func TestJournalFailureChangesNothing(t *testing.T) {
 	}
 }
 
-func TestLoadRejectsCorruptValues(t *testing.T) {
+func TestReplayRejectsCorruptValues(t *testing.T) {
 	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})
 	if err := s.Push(storetest.Key(t, "job=a"), storetest.Families(t, "x 1\n"), true); err != nil {
@@ -152,18 +152,18 @@ func TestLoadRejectsCorruptValues(t *testing.T) {
 	for i := range v {
 		bad := append([]byte(nil), v...)
 		bad[i] ^= 0x10
-		if err := store.New(store.Options{}).Load(bad); !errors.Is(err, store.ErrCorrupt) {
+		if err := store.New(store.Options{}).Replay(bad); !errors.Is(err, store.ErrCorrupt) {
 			t.Fatalf("bit flip at byte %d: err = %v, want ErrCorrupt", i, err)
 		}
 	}
 	for n := 0; n < len(v); n++ {
-		if err := store.New(store.Options{}).Load(v[:n]); !errors.Is(err, store.ErrCorrupt) {
+		if err := store.New(store.Options{}).Replay(v[:n]); !errors.Is(err, store.ErrCorrupt) {
 			t.Fatalf("truncated to %d bytes: err = %v, want ErrCorrupt", n, err)
 		}
 	}
 }
 
-func FuzzLoad(f *testing.F) {
+func FuzzReplay(f *testing.F) {
 	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})
 	k, _ := grouping.FromMap(map[string]string{"job": "a", "instance": "i"})
@@ -177,7 +177,7 @@ func FuzzLoad(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, v []byte) {
 		s := store.New(store.Options{})
-		if err := s.Load(v); err != nil {
+		if err := s.Replay(v); err != nil {
 			return
 		}
 		// A value that loads is consistent: the store can expose it.
@@ -185,4 +185,76 @@ func FuzzLoad(f *testing.F) {
 			t.Fatalf("loaded value gives %d groups", st.Groups)
 		}
 	})
+}
+
+// writeAll is the atomic write of an import for a gateJournal.
+func (j *gateJournal) writeAll(values map[string][]byte) error {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	if j.fail != nil {
+		return j.fail
+	}
+	if j.m == nil {
+		j.m = map[string][]byte{}
+	}
+	for id, v := range values {
+		j.m[id] = v
+	}
+	return nil
+}
+
+func TestImport(t *testing.T) {
+	j := &gateJournal{}
+	s := store.New(store.Options{Journal: j})
+	if err := s.Push(storetest.Key(t, "job=x"), storetest.Families(t, "# TYPE x gauge\nx 1\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Unix(1700000000, 0)
+	group := func(key, text string) store.Imported {
+		return store.Imported{Key: storetest.Key(t, key), Families: storetest.Families(t, text), PushTime: at}
+	}
+	groups := []store.Imported{
+		group("job=a", "# TYPE y gauge\ny{g=\"a\"} 1\n"),
+		group("job=b", "# TYPE x counter\nx{g=\"b\"} 1\n"), // x is a gauge
+		group("job=c", "# TYPE y gauge\ny{g=\"c\"} 1\n"),
+		group("job=a", "# TYPE z gauge\nz 1\n"),            // a is there already
+		group("job=d", "# TYPE y counter\ny{g=\"d\"} 1\n"), // y is a gauge in a and c
+	}
+	before, beforeStats, beforeGen := storeText(t, s), s.Stats(), s.View().Gen
+
+	// A failing write adds nothing, and leaves nothing reserved.
+	j.setFail(errors.New("disk full"))
+	if _, err := s.Import(groups, j.writeAll); !errors.Is(err, store.ErrStorage) {
+		t.Fatalf("import with a failing write: err = %v, want ErrStorage", err)
+	}
+	if got := storeText(t, s); got != before {
+		t.Errorf("store changed by a failed import:\n%s\nwant:\n%s", got, before)
+	}
+	if s.Stats() != beforeStats || s.View().Gen != beforeGen {
+		t.Errorf("stats %+v (gen %d) after a failed import, want %+v (gen %d)", s.Stats(), s.View().Gen, beforeStats, beforeGen)
+	}
+	j.setFail(nil)
+	if len(j.values()) != 1 {
+		t.Fatalf("journal holds %d groups after a failed import, want 1", len(j.values()))
+	}
+
+	rejected, err := s.Import(groups, j.writeAll)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, want := range []bool{false, true, false, true, true} {
+		if got := rejected[i] != nil; got != want || (got && !errors.Is(rejected[i], store.ErrInvalid)) {
+			t.Errorf("group %d: rejected = %v, want rejected: %v", i, rejected[i], want)
+		}
+	}
+	if got := s.Stats().Groups; got != 3 {
+		t.Errorf("%d groups after the import, want 3", got)
+	}
+	if r := reloadFrom(t, j); storeText(t, r) != storeText(t, s) {
+		t.Errorf("journal and memory disagree after the import")
+	}
+	// The imported groups are indexed: y stays a gauge.
+	if err := s.Push(storetest.Key(t, "job=e"), storetest.Families(t, "# TYPE y counter\ny 1\n"), true); !errors.Is(err, store.ErrInvalid) {
+		t.Errorf("type clash with an imported group: err = %v", err)
+	}
 }

@@ -95,7 +95,10 @@ type Options struct {
 
 // Journal makes changes to groups durable. Each method returns only once
 // the change is on stable storage; concurrent calls may share one fsync.
-// Values are the store's own encoding of a group, keyed by group ID.
+// Values are the store's own encoding of a group, keyed by group ID. An ID
+// can be of any length (label values are long if limits allow): a journal
+// whose keys are limited maps long IDs itself. An error means the change
+// was not made.
 type Journal interface {
 	Save(id string, value []byte) error
 	Remove(id string) error

@@ -34,8 +34,8 @@ func TestStoreJournaled(t *testing.T) {
 			loaded.Journal = nil
 			r := store.New(loaded)
 			for _, v := range j.values() {
-				if err := r.Load(v); err != nil {
-					t.Errorf("Load: %v", err)
+				if err := r.Replay(v); err != nil {
+					t.Errorf("Replay: %v", err)
 				}
 			}
 			want := storetest.Text(t, s.View(), opts.Reserved)

@@ -127,8 +127,8 @@ func (s *Store) checkTotalLocked(old, ng *Group) error {
 	return nil
 }
 
-// Restored is a group read back from a snapshot.
-type Restored struct {
+// Imported is a group read from the reference's persistence file.
+type Imported struct {
 	Key grouping.Key
 	// Families without push_time_seconds and push_failure_time_seconds.
 	Families map[string]*dto.MetricFamily
@@ -138,35 +138,93 @@ type Restored struct {
 	FailTime time.Time
 }
 
-// Restore adds a group read from a snapshot of another kind (the
-// reference's persistence file). It applies the checks of a push, so a
-// group that would make the store inconsistent is refused with an error
-// wrapping ErrInvalid, and so is a group that exists already. It is
-// journaled like a push.
-func (s *Store) Restore(r Restored) error {
-	s.writers.RLock()
-	defer s.writers.RUnlock()
-	defer s.keys.lock(r.Key.ID())()
+// Import adds groups read from the reference's persistence file, as one
+// step. Each group is checked like a push, against the store and the
+// groups before it: a group that is invalid, inconsistent or there already
+// is left out, with an error wrapping ErrInvalid at its index in rejected
+// (nil for the groups taken).
+//
+// The groups taken are then handed to write, group ID -> the value the
+// journal stores, which must store them all or none (the journal's own
+// writes are per group, so they cannot). If write fails, Import adds
+// nothing and returns its error wrapped in ErrStorage. write may be nil
+// only for a store without a journal. No other write runs meanwhile.
+func (s *Store) Import(groups []Imported, write func(values map[string][]byte) error) (rejected []error, err error) {
+	if s.journal != nil && write == nil {
+		return nil, errors.New("import into a store with a journal needs a write function")
+	}
+	s.writers.Lock()
+	defer s.writers.Unlock()
 
-	p, err := prepare(r.Key, r.Families, s.scheme, limits{}, r.PushTime)
+	type taken struct {
+		ng *Group
+		r  *reservation
+	}
+	var all []taken
+	ids := make(map[string]bool, len(groups))
+	rejected = make([]error, len(groups))
+	for i, g := range groups {
+		ng, r, err := s.reserveImported(g, ids)
+		if err != nil {
+			rejected[i] = err
+			continue
+		}
+		ids[g.Key.ID()] = true
+		all = append(all, taken{ng, r})
+	}
+	if write != nil {
+		values := make(map[string][]byte, len(all))
+		for _, t := range all {
+			values[t.ng.Key.ID()] = encodeGroup(t.ng)
+		}
+		if err := write(values); err != nil {
+			s.mu.Lock()
+			for i := len(all) - 1; i >= 0; i-- {
+				s.undoLocked(all[i].r)
+			}
+			s.mu.Unlock()
+			return rejected, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	s.mu.Lock()
+	for _, t := range all {
+		s.publishLocked(nil, t.ng, t.r)
+	}
+	s.mu.Unlock()
+	return rejected, nil
+}
+
+// reserveImported checks an imported group and reserves its index entries.
+// pending holds the IDs of the groups reserved before it.
+func (s *Store) reserveImported(g Imported, pending map[string]bool) (*Group, *reservation, error) {
+	p, err := prepare(g.Key, g.Families, s.scheme, limits{}, g.PushTime)
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
 	for _, f := range p.families {
-		if t, ok := r.Times[f.Name]; ok {
+		if t, ok := g.Times[f.Name]; ok {
 			f.Time = t // not yet published, so still ours to set
 		}
 	}
-	if err := s.addTimestamps(p, r.Key, r.PushTime, r.FailTime); err != nil {
-		return err
+	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
+		return nil, nil, err
 	}
-	return s.add(r.Key, p, r.PushTime, r.FailTime, true)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups[g.Key.ID()] != nil || pending[g.Key.ID()] {
+		return nil, nil, invalidf("group %s exists already", g.Key)
+	}
+	if err := s.checkLocked(g.Key, nil, true, p); err != nil {
+		return nil, nil, err
+	}
+	ng := newGroup(g.Key, nil, true, p, g.PushTime, g.FailTime)
+	return ng, s.reserveLocked(nil, ng), nil
 }
 
-// Load adds a group from a value the journal stored, at start. The value is
-// checksummed and was consistent when written; it is checked again all the
-// same, since the indexes are rebuilt from it. Nothing is written.
-func (s *Store) Load(value []byte) error {
+// Replay adds a group from a value the journal stored, at start. The value
+// is checksummed and was consistent when written; it is checked again all
+// the same, since the indexes are rebuilt from it. Nothing is written.
+func (s *Store) Replay(value []byte) error {
 	g, err := decodeGroup(value)
 	if err != nil {
 		return err
@@ -179,7 +237,17 @@ func (s *Store) Load(value []byte) error {
 	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
 		return err
 	}
-	return s.add(g.Key, p, g.PushTime, g.FailTime, false)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.groups[g.Key.ID()] != nil {
+		return invalidf("group %s exists already", g.Key)
+	}
+	if err := s.checkLocked(g.Key, nil, true, p); err != nil {
+		return err
+	}
+	ng := newGroup(g.Key, nil, true, p, g.PushTime, g.FailTime)
+	s.publishLocked(nil, ng, s.reserveLocked(nil, ng))
+	return nil
 }
 
 func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime time.Time) error {
@@ -197,29 +265,6 @@ func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime 
 	}
 	p.addTimestamps(pt, pth, ft, fth)
 	return nil
-}
-
-// add creates a group that must not exist yet.
-func (s *Store) add(key grouping.Key, p *prepared, pushTime, failTime time.Time, journal bool) error {
-	s.mu.Lock()
-	if s.groups[key.ID()] != nil {
-		s.mu.Unlock()
-		return invalidf("group %s exists already", key)
-	}
-	if err := s.checkLocked(key, nil, true, p); err != nil {
-		s.mu.Unlock()
-		return err
-	}
-	ng := newGroup(key, nil, true, p, pushTime, failTime)
-	r := s.reserveLocked(nil, ng)
-	s.mu.Unlock()
-	if !journal {
-		s.mu.Lock()
-		s.publishLocked(nil, ng, r)
-		s.mu.Unlock()
-		return nil
-	}
-	return s.commit(nil, ng, r)
 }
 
 // addTimestamps completes a prepared push with the group's timestamp
