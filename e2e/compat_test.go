@@ -1070,7 +1070,7 @@ func sortGroups(v any) {
 
 func TestCompat(t *testing.T) {
 	t.Parallel()
-	for _, c := range slices.Concat(compatCases(), errorCases()) {
+	for _, c := range slices.Concat(compatCases(), errorCases(), limitCases()) {
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			for _, kind := range []gatewayKind{reference, subject} {
