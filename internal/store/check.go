@@ -70,7 +70,7 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 				return invalidf("gathered metric family %s has type %s but should have %s (%s is one of the gateway's own metrics)",
 					f.Name, f.Type, e.typ, f.Name)
 			}
-			return invalidf("%s is not a %s (pushed as %s, but it is a %s in another group)",
+			return invalidf("%s is not a %s (pushed as %s; another group has it as %s)",
 				collected(f.Name, p.seriesLabels(key, i, 0)), e.typ, typeString(f.Type), typeString(e.typ))
 		}
 		if err := checkSuffixes(f, typeAfter); err != nil {
