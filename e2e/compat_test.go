@@ -119,8 +119,8 @@ func withKV(m map[string]string, k, v string) map[string]string {
 }
 
 // inconsistent starts the body of every rejected consistency check. The rest
-// of the reference's message is client_golang's registry error text, which
-// is not a contract; the cases quote it in comments.
+// is client_golang's registry error text in the reference; errorCases pin
+// it (scripts match it, so pushgate's message contains it).
 const inconsistent = "pushed metrics are invalid or inconsistent with existing metrics: "
 
 const protoDelimCT = "application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited"
