@@ -13,14 +13,14 @@
 // The reference is Debian's prometheus-pushgateway (v1.5.1) unless
 // PUSHGATE_REFERENCE_BIN names another build, such as v1.11 built from
 // source. Where v1.5 and v1.11 differ, the compat cases expect v1.11 and
-// accept v1.5's answer from a v1.5 reference (see referenceInfo):
+// accept v1.5's answer from a v1.5 reference (see binInfo):
 //
 //	PUSHGATE_REFERENCE_BIN=/path/to/pushgateway-v1.11 go test ./e2e/ -count=1
 //
 // The reference is Debian's prometheus-pushgateway (v1.5.1) unless
 // PUSHGATE_REFERENCE_BIN names another build, such as v1.11 built from
 // source (where the two differ, the compat cases expect v1.11 and accept
-// v1.5's answer from a v1.5 reference; see referenceInfo):
+// v1.5's answer from a v1.5 reference; see binInfo):
 //
 //	PUSHGATE_REFERENCE_BIN=/path/to/pushgateway-v1.11 go test ./e2e/ -count=1
 //
@@ -312,9 +312,6 @@ var (
 	refInfoMu    sync.Mutex
 	refInfoCache = map[string]refInfo{} // by binary path; guarded by refInfoMu
 )
-
-// referenceInfo describes referenceBin.
-func referenceInfo() refInfo { return binInfo(referenceBin) }
 
 // binInfo inspects a reference binary once. An unparseable version counts
 // as legacy built with old Go (the Debian package).
