@@ -17,13 +17,6 @@
 //
 //	PUSHGATE_REFERENCE_BIN=/path/to/pushgateway-v1.11 go test ./e2e/ -count=1
 //
-// The reference is Debian's prometheus-pushgateway (v1.5.1) unless
-// PUSHGATE_REFERENCE_BIN names another build, such as v1.11 built from
-// source (where the two differ, the compat cases expect v1.11 and accept
-// v1.5's answer from a v1.5 reference; see binInfo):
-//
-//	PUSHGATE_REFERENCE_BIN=/path/to/pushgateway-v1.11 go test ./e2e/ -count=1
-//
 // Missing external programs (reference gateway, Prometheus, node exporter,
 // Python prometheus_client) skip the tests that need them, except with
 // CI=true, where they fail.
