@@ -10,6 +10,13 @@
 //
 //	PUSHGATE_BIN=/usr/bin/prometheus-pushgateway go test ./e2e/ -count=1
 //
+// The reference is Debian's prometheus-pushgateway (v1.5.1) unless
+// PUSHGATE_REFERENCE_BIN names another build, such as v1.11 built from
+// source. Where v1.5 and v1.11 differ, the compat cases expect v1.11 and
+// accept v1.5's answer from a v1.5 reference (see binInfo):
+//
+//	PUSHGATE_REFERENCE_BIN=/path/to/pushgateway-v1.11 go test ./e2e/ -count=1
+//
 // Missing external programs (reference gateway, Prometheus, node exporter,
 // Python prometheus_client) skip the tests that need them, except with
 // CI=true, where they fail.
@@ -17,6 +24,7 @@ package e2e
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -41,8 +49,10 @@ import (
 	"github.com/prometheus/common/model"
 )
 
+// referenceBin is the reference gateway; PUSHGATE_REFERENCE_BIN overrides it.
+var referenceBin = cmp.Or(os.Getenv("PUSHGATE_REFERENCE_BIN"), "/usr/bin/prometheus-pushgateway")
+
 const (
-	referenceBin  = "/usr/bin/prometheus-pushgateway"
 	prometheusBin = "/usr/bin/prometheus"
 	nodeExpBin    = "/usr/bin/prometheus-node-exporter"
 	pythonBin     = "/usr/bin/python3"
@@ -221,6 +231,7 @@ func freePort(t testing.TB) int {
 // gateway is a running pushgateway-compatible server.
 type gateway struct {
 	*process
+	bin    string
 	addr   string // host:port
 	prefix string // route prefix without a final slash, e.g. "" or "/pg"
 }
@@ -267,7 +278,7 @@ func startGateway(t testing.TB, kind gatewayKind, args ...string) *gateway {
 		for _, a := range args {
 			full = append(full, strings.ReplaceAll(a, "{addr}", addr))
 		}
-		g := &gateway{addr: addr, prefix: routePrefix(full)}
+		g := &gateway{bin: bin, addr: addr, prefix: routePrefix(full)}
 		g.process = startProcess(t, kind.String(), bin, full...)
 		if g.waitReady(t) {
 			return g
@@ -279,6 +290,48 @@ func startGateway(t testing.TB, kind gatewayKind, args ...string) *gateway {
 	}
 	t.Fatalf("%s gateway: no free port after 3 tries; last output:\n%s", kind, lastOut)
 	return nil
+}
+
+// refInfo describes the reference binary, from its --version output.
+type refInfo struct {
+	// legacy is true for releases before v1.11 (Debian ships v1.5.1).
+	legacy bool
+	// redirect is the status its ServeMux answers for a path that is not
+	// clean: 301 when built with Go before 1.26, 307 from Go 1.26 on.
+	redirect int
+}
+
+var (
+	refInfoMu    sync.Mutex
+	refInfoCache = map[string]refInfo{} // by binary path; guarded by refInfoMu
+)
+
+// binInfo inspects a reference binary once. An unparseable version counts
+// as legacy built with old Go (the Debian package).
+func binInfo(bin string) refInfo {
+	refInfoMu.Lock()
+	defer refInfoMu.Unlock()
+	if info, ok := refInfoCache[bin]; ok {
+		return info
+	}
+	info := refInfo{legacy: true, redirect: http.StatusMovedPermanently}
+	if out, err := exec.Command(bin, "--version").CombinedOutput(); err == nil {
+		var major, minor, goMinor int
+		for _, l := range strings.Split(string(out), "\n") {
+			if _, v, ok := strings.Cut(l, ", version "); ok {
+				_, _ = fmt.Sscanf(v, "%d.%d", &major, &minor)
+			}
+			if _, v, ok := strings.Cut(l, "go version:"); ok {
+				_, _ = fmt.Sscanf(strings.TrimSpace(v), "go1.%d", &goMinor)
+			}
+		}
+		info.legacy = major < 1 || (major == 1 && minor < 11)
+		if goMinor >= 26 {
+			info.redirect = http.StatusTemporaryRedirect
+		}
+	}
+	refInfoCache[bin] = info
+	return info
 }
 
 // isReferenceBinary reports whether bin is the Debian reference, whose

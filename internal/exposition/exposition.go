@@ -10,6 +10,7 @@ package exposition
 
 import (
 	"bufio"
+	"io"
 	"log/slog"
 	"mime"
 	"net/http"
@@ -122,28 +123,65 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p := h.currentPlan()
 
 	w.Header().Set("Content-Type", string(format))
+	sent := &sentWriter{w: w}
+	var gz *gzip.Writer
 	var out *bufio.Writer
 	if gzipAccepted(r.Header) {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Add("Vary", "Accept-Encoding")
-		gz := gzipPool.Get().(*gzip.Writer)
-		gz.Reset(w)
-		defer func() {
-			_ = gz.Close()
-			gzipPool.Put(gz)
-		}()
+		gz = gzipPool.Get().(*gzip.Writer)
+		gz.Reset(sent)
 		out = bufio.NewWriterSize(gz, 64<<10)
 	} else {
-		out = bufio.NewWriterSize(w, 64<<10)
+		out = bufio.NewWriterSize(sent, 64<<10)
 	}
-	if err := write(out, format, own, p); err != nil {
-		// Headers are out; all we can do is log and cut the response.
-		h.logger.Error("write scrape response", "err", err)
+	err = write(out, format, own, p)
+	if err == nil {
+		err = out.Flush()
+	}
+	if err == nil && gz != nil {
+		err = gz.Close()
+	}
+	if gz != nil {
+		gz.Reset(io.Discard) // drop any reference to this response
+		gzipPool.Put(gz)
+	}
+	if err == nil {
 		return
 	}
-	if err := out.Flush(); err != nil {
+	if sent.err != nil {
+		// The client went away; nothing to tell anyone.
 		h.logger.Debug("write scrape response", "err", err)
+	} else {
+		h.logger.Error("write scrape response", "err", err)
 	}
+	if sent.n == 0 && sent.err == nil {
+		// Nothing is out yet, so the client can still get a clean error.
+		w.Header().Del("Content-Encoding")
+		http.Error(w, "write scrape response: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	// Headers and part of the body are out. Ending the response normally
+	// would hand the client a truncated body that still parses (and a valid
+	// gzip stream): abort the connection instead, so the scrape fails.
+	panic(http.ErrAbortHandler)
+}
+
+// sentWriter counts the bytes that reached the response and keeps the
+// first error writing it (the client's side).
+type sentWriter struct {
+	w   io.Writer
+	n   int64
+	err error
+}
+
+func (s *sentWriter) Write(p []byte) (int, error) {
+	n, err := s.w.Write(p)
+	s.n += int64(n)
+	if err != nil && s.err == nil {
+		s.err = err
+	}
+	return n, err
 }
 
 var gzipPool = sync.Pool{New: func() any {

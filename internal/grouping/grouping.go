@@ -65,7 +65,10 @@ func ParsePath(p string, opts Options) (Key, error) {
 	if jobBase64 {
 		decoded, err := decodeBase64(job)
 		if err != nil {
-			return Key{}, fmt.Errorf("invalid base64 encoding in job name %q: %w", job, err)
+			// The reference quotes what it decoded before the error (its
+			// job variable is overwritten), so that is what clients see
+			// first; the segment as sent follows.
+			return Key{}, fmt.Errorf("invalid base64 encoding in job name %q: %w (job@base64 segment %q)", decoded, err, job)
 		}
 		job = decoded
 	}
@@ -92,18 +95,23 @@ func splitLabels(p string, opts Options) (map[string]string, error) {
 		return nil, fmt.Errorf("odd number of components in label string %q", p)
 	}
 	for i := 0; i < len(parts); i += 2 {
-		rawName, value := parts[i], parts[i+1]
-		name, isBase64 := strings.CutSuffix(rawName, Base64Suffix)
+		// Messages quote the name as written in the path (before U__
+		// unescaping), as the reference does.
+		written, isBase64 := strings.CutSuffix(parts[i], Base64Suffix)
+		name, value := written, parts[i+1]
 		if opts.UTF8Names {
-			name = model.UnescapeName(name, model.ValueEncodingEscaping)
+			name = model.UnescapeName(written, model.ValueEncodingEscaping)
 		}
 		if !validLabelName(name, opts) {
-			return nil, fmt.Errorf("improper label name %q", name)
+			if name != written {
+				return nil, fmt.Errorf("improper label name %q (unescaped: %q)", written, name)
+			}
+			return nil, fmt.Errorf("improper label name %q", written)
 		}
 		if isBase64 {
 			decoded, err := decodeBase64(value)
 			if err != nil {
-				return nil, fmt.Errorf("invalid base64 encoding for label %s=%q: %w", name, value, err)
+				return nil, fmt.Errorf("invalid base64 encoding for label %s=%q: %w", written, value, err)
 			}
 			value = decoded
 		}
@@ -139,7 +147,8 @@ func FromMap(m map[string]string) (Key, error) {
 	labels := make([]Label, 0, len(m))
 	for n, v := range m {
 		if !utf8.ValidString(v) {
-			return Key{}, fmt.Errorf("value of label %q is not valid UTF-8: %q", n, v)
+			// The reference's scrape check words it so.
+			return Key{}, fmt.Errorf("the grouping key has a label named %q whose value is not utf8: %q", n, v)
 		}
 		labels = append(labels, Label{Name: n, Value: v})
 	}

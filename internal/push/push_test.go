@@ -229,7 +229,7 @@ func TestPushStatus(t *testing.T) {
 		},
 		{
 			name: "bad base64 job", req: request{method: "PUT", path: "/metrics/job@base64/!!", body: textBody},
-			want: 400, wantBody: "invalid base64 encoding in job name \"!!\": illegal base64 data at input byte 0\n",
+			want: 400, wantBody: "invalid base64 encoding in job name \"\": illegal base64 data at input byte 0 (job@base64 segment \"!!\")\n",
 		},
 		{
 			name: "not under /metrics/", req: request{method: "PUT", path: "/job/j", body: textBody},

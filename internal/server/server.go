@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"path"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -77,10 +78,17 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	}
 	// Writes wait for readiness (s.whenReady): the restore must come first.
 	mux.Handle("GET "+opts.TelemetryPath, parts.Scrape)
-	for _, prefix := range []string{"/metrics/job/", "/metrics/job@base64/"} {
-		mux.Handle("PUT "+prefix, count("push", s.whenReady(parts.Put)))
-		mux.Handle("POST "+prefix, count("push", s.whenReady(parts.Post)))
-		mux.Handle("DELETE "+prefix, count("delete", s.whenReady(parts.Delete)))
+	writes := map[string]http.Handler{
+		http.MethodPut:    count("push", s.whenReady(parts.Put)),
+		http.MethodPost:   count("push", s.whenReady(parts.Post)),
+		http.MethodDelete: count("delete", s.whenReady(parts.Delete)),
+	}
+	for _, prefix := range pushPrefixes {
+		for method, h := range writes {
+			// Reached only by paths that pushRoutes did not take, but
+			// registered so that other methods get 405, as in the reference.
+			mux.Handle(method+" "+prefix, h)
+		}
 	}
 	for _, r := range parts.API {
 		h := r.Handler
@@ -123,7 +131,7 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
 	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 
-	s.handler = mux
+	s.handler = pushRoutes(writes, mux)
 	if opts.Access != nil {
 		s.handler = opts.Access(s.handler)
 	}
@@ -136,18 +144,46 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	return s
 }
 
-// cleanPaths redirects (301) a request whose decoded path is not clean, such
-// as "//" or one that a percent-encoded "/" in a push URL produces, to the
-// cleaned path. The reference gets this from the ServeMux in front of its
-// router, which cleaned the decoded path; ServeMux now looks at the encoded
-// one, so we do it ourselves.
+// pushPrefixes start the paths of the push API.
+var pushPrefixes = []string{"/metrics/job/", "/metrics/job@base64/"}
+
+// pushRoutes sends a PUT, POST or DELETE whose decoded path starts with a
+// push prefix to its handler in writes, and everything else to next. The
+// reference routes the push API on the decoded path (its router sees
+// r.URL.Path), so a "%2F" anywhere in such a path, "/metrics%2Fjob/j" included,
+// separates components there; ServeMux would match the escaped path instead.
+// (Reference README, "URL": use @base64 for values containing "/".)
+func pushRoutes(writes map[string]http.Handler, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if h := writes[r.Method]; h != nil {
+			for _, prefix := range pushPrefixes {
+				if strings.HasPrefix(r.URL.Path, prefix) {
+					h.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// cleanPaths answers a request whose path, as sent (still escaped), is not
+// clean ("//", "/./", "/../") with 307 Temporary Redirect to the cleaned path,
+// for every method and path, before the route prefix is looked at. That is the
+// reference's ServeMux in front of its router, as built with Go 1.26 or later
+// (older Go answered 301, which makes clients turn PUT and POST into a GET
+// without body). The escaped path is what counts: "%2F" is not a "/" here and
+// reaches the push API, which splits on it (see pushRoutes). The Location keeps
+// the client's escaping (ServeMux would escape its "%" a second time).
 func cleanPaths(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodConnect {
-			if p := cleanPath(r.URL.Path); p != r.URL.Path {
-				u := *r.URL
-				u.Path, u.RawPath = p, ""
-				http.Redirect(w, r, u.String(), http.StatusMovedPermanently)
+			escaped := r.URL.EscapedPath()
+			if p := cleanPath(escaped); p != escaped {
+				if r.URL.RawQuery != "" {
+					p += "?" + r.URL.RawQuery
+				}
+				http.Redirect(w, r, p, http.StatusTemporaryRedirect)
 				return
 			}
 		}

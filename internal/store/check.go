@@ -63,12 +63,15 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 			return invalidf("metric %s is changing type in another group right now; retry", f.Name)
 		}
 		if e := elsewhere(f.Name); e != nil && e.typ != f.Type {
-			where := "in another group"
+			// The reference's words: its scrape check finds a type
+			// conflict with its own metrics at the family, and one with
+			// another group at a series.
 			if e.reserved {
-				where = "among the gateway's own metrics"
+				return invalidf("gathered metric family %s has type %s but should have %s (%s is one of the gateway's own metrics)",
+					f.Name, f.Type, e.typ, f.Name)
 			}
-			return invalidf("metric %s is pushed as %s but exists as %s %s",
-				f.Name, typeString(f.Type), typeString(e.typ), where)
+			return invalidf("%s is not a %s (pushed as %s; another group has it as %s)",
+				collected(f.Name, p.seriesLabels(key, i, 0)), e.typ, typeString(f.Type), typeString(e.typ))
 		}
 		if err := checkSuffixes(f, typeAfter); err != nil {
 			return err
@@ -76,10 +79,10 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if err := s.checkEscapedLocked(f.Name, p, typeAfter); err != nil {
 			return err
 		}
-		for _, h := range p.series[i] {
+		for j, h := range p.series[i] {
 			if owner, ok := s.series[h]; ok && (old == nil || owner != old.num) {
-				return invalidf("a series of metric %s with the same labels is already pushed in group %s",
-					f.Name, s.describeLocked(owner))
+				return invalidf("%s was collected before with the same name and label values (group %s has it)",
+					collected(f.Name, p.seriesLabels(key, i, j)), s.describeLocked(owner))
 			}
 		}
 	}
@@ -87,7 +90,9 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 }
 
 // checkSuffixes rejects a family whose _count, _sum or _bucket series would
-// collide with a summary or histogram, or vice versa.
+// collide with a summary or histogram, or vice versa. The messages are
+// client_golang's, which the reference answers; which of two colliding
+// families the reference names first depends on its map order.
 func checkSuffixes(f *family.Family, typeAfter func(string) (dto.MetricType, bool)) error {
 	isHistogram := func(t dto.MetricType) bool {
 		return t == dto.MetricType_HISTOGRAM || t == dto.MetricType_GAUGE_HISTOGRAM
@@ -99,7 +104,11 @@ func checkSuffixes(f *family.Family, typeAfter func(string) (dto.MetricType, boo
 		}
 		t, ok := typeAfter(base)
 		if ok && (isHistogram(t) || (t == dto.MetricType_SUMMARY && suffix != "_bucket")) {
-			return invalidf("metric %s collides with %s %s", f.Name, typeString(t), base)
+			kind := "summary"
+			if isHistogram(t) {
+				kind = "histogram"
+			}
+			return invalidf("collected metric named %q collides with previously collected %s named %q", f.Name, kind, base)
 		}
 	}
 	if f.Type == dto.MetricType_SUMMARY || isHistogram(f.Type) {
@@ -109,11 +118,29 @@ func checkSuffixes(f *family.Family, typeAfter func(string) (dto.MetricType, boo
 		}
 		for _, suffix := range suffixes {
 			if _, ok := typeAfter(f.Name + suffix); ok {
-				return invalidf("%s %s collides with metric %s", typeString(f.Type), f.Name, f.Name+suffix)
+				kind := "histogram or summary"
+				if suffix == "_bucket" {
+					kind = "histogram"
+				}
+				return invalidf("collected %s named %q collides with previously collected metric named %q", kind, f.Name, f.Name+suffix)
 			}
 		}
 	}
 	return nil
+}
+
+// seriesLabels formats the labels of series j of family i of p for a
+// message, or returns "" if they are not at hand.
+func (p *prepared) seriesLabels(key grouping.Key, i, j int) string {
+	if i < len(p.metrics) && j < len(p.metrics[i]) {
+		return formatLabels(p.metrics[i][j].Label)
+	}
+	if name := p.families[i].Name; name == PushTimeName || name == PushFailureName {
+		m := &dto.Metric{}
+		sanitizeLabels(m, key)
+		return formatLabels(m.Label)
+	}
+	return ""
 }
 
 func typeString(t dto.MetricType) string {

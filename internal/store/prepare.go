@@ -3,6 +3,7 @@ package store
 import (
 	"fmt"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -33,6 +34,10 @@ type prepared struct {
 	families []*family.Family
 	// series holds one hash per metric of each family, in family order.
 	series [][]uint64
+	// metrics holds the sanitized metrics of the pushed families, in
+	// family order, for messages. Families added after them (the group's
+	// timestamps) and families loaded from storage have none.
+	metrics [][]*dto.Metric
 	// byName maps a family name to its index, once the push is complete.
 	byName map[string]int
 }
@@ -61,6 +66,7 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 	p := &prepared{
 		families: make([]*family.Family, 0, len(names)),
 		series:   make([][]uint64, 0, len(names)),
+		metrics:  make([][]*dto.Metric, 0, len(names)),
 	}
 	seen := make(map[uint64]struct{})
 	for _, name := range names {
@@ -83,7 +89,8 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 			}
 			h := seriesHash(name, m.Label)
 			if _, dup := seen[h]; dup {
-				return nil, invalidf("metric %s%s appears more than once in the push", name, formatLabels(m.Label))
+				return nil, invalidf("%s was collected before with the same name and label values (the push contains it twice)",
+					collected(name, formatLabels(m.Label)))
 			}
 			seen[h] = struct{}{}
 			hashes[i] = h
@@ -94,6 +101,7 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 		}
 		p.families = append(p.families, f)
 		p.series = append(p.series, hashes)
+		p.metrics = append(p.metrics, mf.Metric)
 	}
 	return p, nil
 }
@@ -124,7 +132,7 @@ func checkFamily(mf *dto.MetricFamily, scheme model.ValidationScheme) error {
 			ok = m.Histogram != nil
 		}
 		if !ok {
-			return invalidf("metric %s%s has no %s value", name, formatLabels(m.Label), family.TypeName(typ))
+			return invalidf("%s is not a %s (it has no %s value)", collected(name, formatLabels(m.Label)), typ, family.TypeName(typ))
 		}
 		if h := m.Histogram; h != nil && negativeCounts(h) {
 			// Scrapers refuse a negative bucket population, and with it
@@ -185,19 +193,21 @@ func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.Va
 	for i, lp := range m.Label {
 		ln := lp.GetName()
 		if i > 0 && ln == prev {
-			return invalidf("metric %s%s has two or more labels named %q", name, formatLabels(m.Label), ln)
+			return invalidf("%s has two or more labels with the same name: %s", collected(name, formatLabels(m.Label)), ln)
 		}
 		if !scheme.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix) {
-			return invalidf("metric %s%s has an invalid label name %q", name, formatLabels(m.Label), ln)
+			return invalidf("%s has a label with an invalid name: %s", collected(name, formatLabels(m.Label)), ln)
 		}
 		if typ == dto.MetricType_SUMMARY && ln == quantileLabel {
-			return invalidf("summary %s%s must not have an explicit %q label", name, formatLabels(m.Label), quantileLabel)
+			return invalidf("%s must not have an explicit %q label", collected(name, formatLabels(m.Label)), quantileLabel)
 		}
 		if (typ == dto.MetricType_HISTOGRAM || typ == dto.MetricType_GAUGE_HISTOGRAM) && ln == bucketLabel {
-			return invalidf("histogram %s%s must not have an explicit %q label", name, formatLabels(m.Label), bucketLabel)
+			// The reference accepts this; scrapers would refuse the
+			// exposition. Worded like the quantile case.
+			return invalidf("%s must not have an explicit %q label", collected(name, formatLabels(m.Label)), bucketLabel)
 		}
 		if !utf8.ValidString(lp.GetValue()) {
-			return invalidf("metric %s has a label %q whose value is not valid UTF-8: %q", name, ln, lp.GetValue())
+			return invalidf("%s has a label named %q whose value is not utf8: %q", collected(name, formatLabels(m.Label)), ln, lp.GetValue())
 		}
 		prev = ln
 	}
@@ -257,12 +267,32 @@ func formatLabels(labels []*dto.LabelPair) string {
 			sb.WriteByte(',')
 		}
 		sb.WriteString(lp.GetName())
-		sb.WriteString(`="`)
-		sb.WriteString(lp.GetValue())
-		sb.WriteByte('"')
+		sb.WriteByte('=')
+		v := lp.GetValue()
+		if len(v) > maxQuotedValue {
+			// A message stays short even for a huge label value.
+			sb.WriteString(strconv.Quote(v[:maxQuotedValue]))
+			sb.WriteString("…")
+			continue
+		}
+		sb.WriteString(strconv.Quote(v))
 	}
 	sb.WriteByte('}')
 	return sb.String()
+}
+
+// maxQuotedValue bounds a label value quoted in a message.
+const maxQuotedValue = 100
+
+// collected names a series the way the reference's messages do (they come
+// from client_golang's registry): `collected metric "name" {labels}`, where
+// the reference prints the labels in protobuf text form. Scripts match the
+// words around them. labels may be empty.
+func collected(name, labels string) string {
+	if labels == "" {
+		return fmt.Sprintf("collected metric %q", name)
+	}
+	return fmt.Sprintf("collected metric %q %s", name, labels)
 }
 
 // timestampFamily builds push_time_seconds or push_failure_time_seconds for a
