@@ -634,68 +634,63 @@ func (d *DB) commitBatch(batch []*request) {
 
 // commit commits the requests in one transaction if it can and answers
 // each. It reports whether a transaction committed, and the error of the
-// first one that failed.
+// first commit that failed.
 //
-// A write that bbolt refuses by itself (apply's error, such as a value
-// over its size limit) fails alone: the others are committed without it,
-// as bbolt's own Batch does. If the commit itself fails (a full,
-// read-only or failing disk, or one value too large for the space left),
-// the writes are retried one by one, so that no write fails because of
-// another one.
+// If the transaction of several writes fails, for whatever reason, each
+// is retried alone, so that no write fails because of another one: a
+// write that bbolt refuses by itself (apply's error, such as a value over
+// its size limit) fails alone and says nothing about the storage; a commit
+// that fails (a full, read-only or failing disk, or one value too large
+// for the space left) does.
 func (d *DB) commit(batch []*request) (committed bool, failure error) {
-	for len(batch) > 0 {
-		failed, err := d.update(batch)
-		if failed >= 0 {
-			batch[failed].done <- fmt.Errorf("write to %s: %w", d.path, err)
-			batch = slices.Delete(slices.Clone(batch), failed, failed+1)
-			continue
-		}
-		if err != nil && len(batch) > 1 {
-			for _, r := range batch {
-				ok, err := d.commit([]*request{r})
-				committed = committed || ok
-				if failure == nil {
-					failure = err
-				}
-			}
-			return committed, failure
-		}
-		if err != nil {
-			err = fmt.Errorf("commit to %s: %w", d.path, err)
-		}
+	refused, err := d.update(batch)
+	switch {
+	case err == nil:
 		for _, r := range batch {
-			r.done <- err
+			r.done <- nil
 		}
-		return err == nil, err
+		return true, nil
+	case len(batch) > 1:
+		for _, r := range batch {
+			ok, err := d.commit([]*request{r})
+			committed = committed || ok
+			if failure == nil {
+				failure = err
+			}
+		}
+		return committed, failure
+	case refused:
+		batch[0].done <- fmt.Errorf("write to %s: %w", d.path, err)
+		return false, nil
 	}
-	return false, nil
+	err = fmt.Errorf("commit to %s: %w", d.path, err)
+	batch[0].done <- err
+	return false, err
 }
 
-// update applies the requests in one transaction. If a request fails, it
-// returns its index and error, and nothing is written; else -1 and the
-// error of the commit.
-func (d *DB) update(batch []*request) (failed int, err error) {
-	failed = -1
+// update applies the requests in one transaction and commits it. refused
+// reports that a request failed, and so nothing was committed.
+func (d *DB) update(batch []*request) (refused bool, err error) {
 	start := time.Now()
 	d.dbMu.RLock()
 	err = d.db.Update(func(tx *bolt.Tx) error {
-		for i, r := range batch {
+		for _, r := range batch {
 			if err := apply(tx, r); err != nil {
-				failed = i
+				refused = true
 				return err
 			}
 		}
 		return nil
 	})
 	d.dbMu.RUnlock()
-	if failed < 0 {
+	if !refused {
 		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
 		d.metrics.batchSize.Observe(float64(len(batch)))
 		if err != nil {
 			d.metrics.failures.Inc()
 		}
 	}
-	return failed, err
+	return refused, err
 }
 
 func apply(tx *bolt.Tx, r *request) error {

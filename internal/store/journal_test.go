@@ -187,22 +187,6 @@ func FuzzReplay(f *testing.F) {
 	})
 }
 
-// writeAll is the atomic write of an import for a gateJournal.
-func (j *gateJournal) writeAll(values map[string][]byte) error {
-	j.mu.Lock()
-	defer j.mu.Unlock()
-	if j.fail != nil {
-		return j.fail
-	}
-	if j.m == nil {
-		j.m = map[string][]byte{}
-	}
-	for id, v := range values {
-		j.m[id] = v
-	}
-	return nil
-}
-
 func TestImport(t *testing.T) {
 	j := &gateJournal{}
 	s := store.New(store.Options{Journal: j})

@@ -95,6 +95,12 @@ func (j *gateJournal) Save(id string, value []byte) error {
 			return g.err
 		}
 	}
+	return j.writeAll(map[string][]byte{id: value})
+}
+
+// writeAll stores values (group ID -> value) all at once, or fails; it is
+// also the atomic write of an import.
+func (j *gateJournal) writeAll(values map[string][]byte) error {
 	j.mu.Lock()
 	defer j.mu.Unlock()
 	if j.fail != nil {
@@ -103,7 +109,9 @@ func (j *gateJournal) Save(id string, value []byte) error {
 	if j.m == nil {
 		j.m = map[string][]byte{}
 	}
-	j.m[id] = slices.Clone(value)
+	for id, v := range values {
+		j.m[id] = slices.Clone(v)
+	}
 	return nil
 }
 

@@ -211,13 +211,22 @@ func (s *Store) reserveImported(g Imported, pending map[string]bool) (*Group, *r
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.groups[g.Key.ID()] != nil || pending[g.Key.ID()] {
+	if pending[g.Key.ID()] {
 		return nil, nil, invalidf("group %s exists already", g.Key)
 	}
-	if err := s.checkLocked(g.Key, nil, true, p); err != nil {
+	return s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
+}
+
+// reserveNewLocked checks a group that must not exist yet, builds it and
+// reserves its index entries.
+func (s *Store) reserveNewLocked(key grouping.Key, p *prepared, pushTime, failTime time.Time) (*Group, *reservation, error) {
+	if s.groups[key.ID()] != nil {
+		return nil, nil, invalidf("group %s exists already", key)
+	}
+	if err := s.checkLocked(key, nil, true, p); err != nil {
 		return nil, nil, err
 	}
-	ng := newGroup(g.Key, nil, true, p, g.PushTime, g.FailTime)
+	ng := newGroup(key, nil, true, p, pushTime, failTime)
 	return ng, s.reserveLocked(nil, ng), nil
 }
 
@@ -239,14 +248,11 @@ func (s *Store) Replay(value []byte) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.groups[g.Key.ID()] != nil {
-		return invalidf("group %s exists already", g.Key)
-	}
-	if err := s.checkLocked(g.Key, nil, true, p); err != nil {
+	ng, r, err := s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
+	if err != nil {
 		return err
 	}
-	ng := newGroup(g.Key, nil, true, p, g.PushTime, g.FailTime)
-	s.publishLocked(nil, ng, s.reserveLocked(nil, ng))
+	s.publishLocked(nil, ng, r)
 	return nil
 }
 
