@@ -51,7 +51,7 @@ func TestMemoryGzipBombThenHugeBody(t *testing.T) {
 	}{
 		{"gzip bomb of zeros", map[string]string{"Content-Encoding": "gzip"}, bomb.reader, -1, false},
 		{"gzip bomb of zeros, sent whole before reading", map[string]string{"Content-Encoding": "gzip"}, bigBomb.reader, bigBomb.size, true},
-		{"gzip bomb of zeros as protobuf", map[string]string{"Content-Encoding": "gzip", "Content-Type": protoDelimType}, bomb.reader, -1, false},
+		{"gzip bomb of zeros as protobuf", map[string]string{"Content-Encoding": "gzip", "Content-Type": protoDelimCT}, bomb.reader, -1, false},
 		{"300 MB of short series, chunked", nil, func() io.Reader { return newSeriesBody("plain", 300e6) }, -1, false},
 		{"300 MB of short series", nil, func() io.Reader { return newSeriesBody("plain", 300e6) }, 300e6, false},
 	}
@@ -68,11 +68,7 @@ func TestMemoryGzipBombThenHugeBody(t *testing.T) {
 		}
 	}
 	bg.stop(t)
-	if hwm := peakRSS(t, g); hwm > 256<<20 {
-		t.Errorf("peak RSS %d MiB, want at most 256 MiB", hwm>>20)
-	} else {
-		t.Logf("peak RSS %d MiB", hwm>>20)
-	}
+	checkPeakRSS(t, g, 256<<20)
 	assertNoGroup(t, g, "bomb")
 }
 
@@ -101,11 +97,7 @@ func TestMemoryConcurrentMaximumBodies(t *testing.T) {
 	}
 	t.Logf("answers: %v", counts)
 	bg.stop(t)
-	if hwm := peakRSS(t, g); hwm > 512<<20 {
-		t.Errorf("peak RSS %d MiB, want at most 512 MiB", hwm>>20)
-	} else {
-		t.Logf("peak RSS %d MiB", hwm>>20)
-	}
+	checkPeakRSS(t, g, 512<<20)
 	assertNoGroup(t, g, "big")
 }
 
@@ -134,7 +126,16 @@ func TestMemoryLargestOrdinaryPushAccepted(t *testing.T) {
 	t.Logf("peak RSS %d MiB", peakRSS(t, g)>>20)
 }
 
-const protoDelimType = `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`
+// checkPeakRSS fails the test if the gateway's peak RSS went over limit, and
+// logs it otherwise.
+func checkPeakRSS(t *testing.T, g *gateway, limit int64) {
+	t.Helper()
+	if hwm := peakRSS(t, g); hwm > limit {
+		t.Errorf("peak RSS %d MiB, want at most %d MiB", hwm>>20, limit>>20)
+	} else {
+		t.Logf("peak RSS %d MiB", hwm>>20)
+	}
+}
 
 // peakRSS reads VmHWM of the gateway's process.
 func peakRSS(t *testing.T, g *gateway) int64 {

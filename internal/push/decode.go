@@ -176,7 +176,7 @@ const protoChunk = 64 << 10
 func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
 	r := bufio.NewReader(body)
 	fams := map[string]*dto.MetricFamily{}
-	costs := map[string]familyCost{} // what each family in fams was charged
+	costs := map[string]int64{} // the bytes each family in fams was charged
 	var buf []byte
 	for i := 1; ; i++ {
 		size, err := binary.ReadUvarint(r)
@@ -191,8 +191,8 @@ func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFa
 			// An empty message is an empty family named "". A body of
 			// zero bytes (a decompressed bomb) is a run of them: skip the
 			// run at once instead of a message per byte.
-			if old, ok := costs[""]; ok {
-				if err := charge(-old.series, -old.bytes); err != nil {
+			if old, ok := fams[""]; ok {
+				if err := charge(-len(old.Metric), -costs[""]); err != nil {
 					return nil, err
 				}
 				delete(costs, "")
@@ -205,12 +205,8 @@ func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFa
 			}
 			continue
 		}
-		if buf, err = readMessage(r, buf, size, charge); err != nil {
-			var ce chargeError
-			if errors.As(err, &ce) {
-				return nil, ce.err
-			}
-			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
+		if buf, err = readMessage(r, buf, i, size, charge); err != nil {
+			return nil, err
 		}
 		name, series, cost, scanErr := scanFamily(buf)
 		mf := &dto.MetricFamily{}
@@ -221,9 +217,9 @@ func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFa
 			}
 			return nil, fmt.Errorf("protobuf message %d: %w", i, scanErr)
 		}
-		if old, ok := costs[name]; ok {
+		if old, ok := fams[name]; ok {
 			// The family replaces an earlier one, which is garbage now.
-			if err := charge(-old.series, -old.bytes); err != nil {
+			if err := charge(-len(old.Metric), -costs[name]); err != nil {
 				return nil, err
 			}
 		}
@@ -234,37 +230,28 @@ func decodeProtobuf(body io.Reader, charge chargeFunc) (map[string]*dto.MetricFa
 			return nil, fmt.Errorf("protobuf message %d: %w", i, err)
 		}
 		fams[name] = mf
-		costs[name] = familyCost{series, cost}
+		costs[name] = cost
 	}
 }
 
-type familyCost struct {
-	series int
-	bytes  int64
-}
-
-// chargeError marks a refusal of the charge function inside readMessage.
-type chargeError struct{ err error }
-
-func (e chargeError) Error() string { return e.err.Error() }
-
-// readMessage reads a message of size bytes into buf (reused), which grows
-// by protoChunk as bytes arrive; growth is charged before it is allocated.
-func readMessage(r io.Reader, buf []byte, size uint64, charge chargeFunc) ([]byte, error) {
+// readMessage reads message i of size bytes into buf (reused), which grows
+// by protoChunk as bytes arrive; growth is charged before it is allocated,
+// and a refusal is returned unwrapped.
+func readMessage(r io.Reader, buf []byte, i int, size uint64, charge chargeFunc) ([]byte, error) {
 	buf = buf[:0]
 	for uint64(len(buf)) < size {
 		chunk := int(min(size-uint64(len(buf)), protoChunk))
 		if cap(buf)-len(buf) < chunk {
 			grown := slices.Grow(buf, chunk)
 			if err := charge(0, int64(cap(grown)-cap(buf))); err != nil {
-				return nil, chargeError{err}
+				return nil, err
 			}
 			buf = grown
 		}
 		n, err := io.ReadFull(r, buf[len(buf):len(buf)+chunk])
 		buf = buf[:len(buf)+n]
 		if err != nil {
-			return nil, fmt.Errorf("%d of %d bytes: %w", len(buf), size, unexpectedEOF(err))
+			return nil, fmt.Errorf("protobuf message %d: %d of %d bytes: %w", i, len(buf), size, unexpectedEOF(err))
 		}
 	}
 	return buf, nil

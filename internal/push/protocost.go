@@ -33,34 +33,24 @@ var errMalformed = errors.New("malformed protobuf message")
 // scanFamily reads a MetricFamily message without unmarshalling it: its
 // name, number of series and the estimated heap proto.Unmarshal will give it.
 func scanFamily(b []byte) (name string, series int, cost int64, err error) {
-	cost, err = messageCost(b, familyDescriptor)
+	cost, err = messageCost(b, familyDescriptor, func(num protowire.Number, value []byte) {
+		switch num {
+		case metricField:
+			series++
+		case nameField:
+			name = string(value) // the last one counts, as in proto.Unmarshal
+		}
+	})
 	if err != nil {
 		return "", 0, 0, err
-	}
-	for len(b) > 0 {
-		num, typ, n := protowire.ConsumeTag(b)
-		if n < 0 {
-			return "", 0, 0, errMalformed
-		}
-		m := protowire.ConsumeFieldValue(num, typ, b[n:])
-		if m < 0 {
-			return "", 0, 0, errMalformed
-		}
-		switch {
-		case typ != protowire.BytesType:
-		case num == metricField:
-			series++
-		case num == nameField:
-			v, _ := protowire.ConsumeBytes(b[n:])
-			name = string(v) // the last one counts, as in proto.Unmarshal
-		}
-		b = b[n+m:]
 	}
 	return name, series, cost + protoFamilyCost, nil
 }
 
 // messageCost estimates the heap of message md encoded in b, recursively.
-func messageCost(b []byte, md protoreflect.MessageDescriptor) (int64, error) {
+// If visit is not nil, it is called with the content of each of the
+// message's own (not nested) string, bytes and message fields.
+func messageCost(b []byte, md protoreflect.MessageDescriptor, visit func(num protowire.Number, value []byte)) (int64, error) {
 	fields := md.Fields()
 	cost := int64(protoMessageHeader + protoFieldWord*fields.Len())
 	for len(b) > 0 {
@@ -93,12 +83,19 @@ func messageCost(b []byte, md protoreflect.MessageDescriptor) (int64, error) {
 		switch {
 		case kind == protoreflect.MessageKind:
 			v, _ := protowire.ConsumeBytes(value)
-			c, err := messageCost(v, fd.Message())
+			if visit != nil {
+				visit(num, v)
+			}
+			c, err := messageCost(v, fd.Message(), nil)
 			if err != nil {
 				return 0, err
 			}
 			cost += c
 		case kind == protoreflect.StringKind || kind == protoreflect.BytesKind:
+			if visit != nil {
+				v, _ := protowire.ConsumeBytes(value)
+				visit(num, v)
+			}
 			cost += protoScalarCost + int64(m)
 		case typ == protowire.BytesType && fd.IsList():
 			// Packed scalars: a word per element, at most one per byte.

@@ -258,45 +258,38 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 	// The decoded families stay reachable until the store is done with them.
 	defer m.release()
 	fams, err := a.readBody(w, r, m.charge)
+	decoded := err == nil
+	if decoded {
+		err = a.store.Push(key, fams, replace)
+	}
 	var limitErr *store.LimitError
 	var budgetErr *budgetError
 	var maxBytes *http.MaxBytesError
 	var tooLarge errTooLarge
 	switch {
-	case err == nil:
-	case errors.As(err, &limitErr):
-		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit", reasonLimit)
-		return
-	case errors.As(err, &budgetErr) && budgetErr.alone:
-		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "push over limit", reasonTooLarge)
-		return
-	case errors.As(err, &budgetErr):
-		w.Header().Set("Retry-After", "1")
-		a.reject(w, r, http.StatusTooManyRequests, err, key.String(), "push refused: overloaded", reasonOverload)
-		return
-	case errors.As(err, &maxBytes):
-		err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
-		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
-		return
-	case errors.As(err, &tooLarge):
-		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
-		return
-	default:
-		a.reject(w, r, http.StatusBadRequest, err, key.String(), "invalid push body", reasonBody)
-		return
-	}
-	err = a.store.Push(key, fams, replace)
-	switch {
 	case err == nil && a.opts.DisableConsistencyCheck:
 		w.WriteHeader(http.StatusAccepted)
 	case err == nil:
 		w.WriteHeader(http.StatusOK)
+	case errors.As(err, &limitErr):
+		// From the decoder's meter or the store: the same limits.
+		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit", reasonLimit)
+	case errors.As(err, &budgetErr) && budgetErr.alone:
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "push over limit", reasonTooLarge)
+	case errors.As(err, &budgetErr):
+		w.Header().Set("Retry-After", "1")
+		a.reject(w, r, http.StatusTooManyRequests, err, key.String(), "push refused: overloaded", reasonOverload)
+	case errors.As(err, &maxBytes):
+		err = errors.New("request body exceeds the limit of " + strconv.FormatInt(maxBytes.Limit, 10) + " bytes (--push.max-body-size)")
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
+	case errors.As(err, &tooLarge):
+		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
+	case !decoded:
+		a.reject(w, r, http.StatusBadRequest, err, key.String(), "invalid push body", reasonBody)
 	case errors.Is(err, store.ErrInvalid) && a.opts.DisableConsistencyCheck:
 		a.logRefusal(r.Context(), slog.LevelWarn, "push dropped: invalid or inconsistent",
 			"remote_addr", r.RemoteAddr, "method", r.Method, "grouping_key", key.String(), "err", err)
 		w.WriteHeader(http.StatusAccepted)
-	case errors.As(err, &limitErr):
-		a.reject(w, r, http.StatusRequestEntityTooLarge, fmt.Errorf("%w (%s)", err, limitFlag(limitErr.Kind)), key.String(), "push over limit", reasonLimit)
 	case errors.Is(err, store.ErrInvalid):
 		a.reject(w, r, http.StatusBadRequest, err, key.String(), "push rejected", reasonInconsistent)
 	case errors.Is(err, store.ErrStorage):
