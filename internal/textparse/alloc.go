@@ -48,6 +48,14 @@ func (s *slab[T]) get() *T {
 	return v
 }
 
+// put returns a pointer to a copy of v, for scalars (messages must not be
+// copied: use get).
+func (s *slab[T]) put(v T) *T {
+	p := s.get()
+	*p = v
+	return p
+}
+
 // slabs allocates the decoded families, which live and die together.
 type slabs struct {
 	metrics   slab[dto.Metric]
@@ -70,18 +78,6 @@ type slabs struct {
 	textSize int
 }
 
-func (s *slabs) metric() *dto.Metric       { return s.metrics.get() }
-func (s *slabs) pair() *dto.LabelPair      { return s.pairs.get() }
-func (s *slabs) counter() *dto.Counter     { return s.counters.get() }
-func (s *slabs) gauge() *dto.Gauge         { return s.gauges.get() }
-func (s *slabs) untyped() *dto.Untyped     { return s.untypeds.get() }
-func (s *slabs) quantile() *dto.Quantile   { return s.quantiles.get() }
-func (s *slabs) bucket() *dto.Bucket       { return s.buckets.get() }
-func (s *slabs) family() *dto.MetricFamily { return s.families.get() }
-func (s *slabs) strPtr(v string) *string   { p := s.strs.get(); *p = v; return p }
-func (s *slabs) float(v float64) *float64  { p := s.floats.get(); *p = v; return p }
-func (s *slabs) uint(v uint64) *uint64     { p := s.uints.get(); *p = v; return p }
-func (s *slabs) int(v int64) *int64        { p := s.ints.get(); *p = v; return p }
 func (s *slabs) pairPtrs(n int) []*dto.LabelPair {
 	if n > len(s.ptrs) {
 		s.ptrsSize = min(max(2*s.ptrsSize, 16), 4*maxSlab)

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"testing"
 
@@ -86,15 +87,12 @@ func compareWithExpfmt(t *testing.T, in []byte, scheme model.ValidationScheme) {
 		{"tiny-buffer-failing-reader", func() io.Reader { return failingReader{bytes.NewReader(in)} }, 16},
 	} {
 		want, wantErr, panicked := expfmtParse(variant.reader(), scheme)
-		series := 0
-		var charged int64
+		var log chargeLog
 		got, err := parse(variant.reader(), Options{Scheme: scheme, Charge: func(n int, b int64) error {
 			if n < 0 || b < 0 {
 				t.Fatalf("Charge(%d, %d): negative", n, b)
 			}
-			series += n
-			charged += b
-			return nil
+			return log.charge(n, b)
 		}}, variant.bufSize)
 		where := fmt.Sprintf("%s, scheme %s, input %q", variant.name, scheme, in)
 		if panicked {
@@ -116,11 +114,12 @@ func compareWithExpfmt(t *testing.T, in []byte, scheme model.ValidationScheme) {
 		if diff := diffFamilies(got, want); diff != "" {
 			t.Fatalf("%s: %s", where, diff)
 		}
-		if n := countMetrics(got); series != n {
-			t.Fatalf("%s: Charge counted %d series, result has %d", where, series, n)
+		n := countMetrics(got)
+		if log.series != n {
+			t.Fatalf("%s: Charge counted %d series, result has %d", where, log.series, n)
 		}
-		if n := countMetrics(got); n > 0 && charged < int64(n)*sizeMetric {
-			t.Fatalf("%s: Charge counted %d bytes for %d metrics", where, charged, n)
+		if n > 0 && log.bytes < int64(n)*sizeMetric {
+			t.Fatalf("%s: Charge counted %d bytes for %d metrics", where, log.bytes, n)
 		}
 	}
 }
@@ -137,12 +136,7 @@ func countMetrics(fams map[string]*dto.MetricFamily) int {
 // deterministic encoding (which tells -0 from 0); it returns "" if equal.
 func diffFamilies(got, want map[string]*dto.MetricFamily) string {
 	names := func(m map[string]*dto.MetricFamily) string {
-		s := make([]string, 0, len(m))
-		for n := range m {
-			s = append(s, n)
-		}
-		sort.Strings(s)
-		return strings.Join(s, ", ")
+		return strings.Join(slices.Sorted(maps.Keys(m)), ", ")
 	}
 	if names(got) != names(want) {
 		return fmt.Sprintf("families [%s], expfmt [%s]", names(got), names(want))

@@ -2,13 +2,16 @@ package textparse
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"unicode/utf8"
+	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -66,7 +69,7 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 	}
 	p := &parser{
 		br:       bufio.NewReaderSize(r, bufSize),
-		legacy:   opts.Scheme == model.LegacyValidation,
+		scheme:   opts.Scheme,
 		charge:   opts.Charge,
 		fams:     map[string]*dto.MetricFamily{},
 		names:    map[string]*labelName{},
@@ -83,7 +86,7 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 // labelSig); the comments name the expfmt field where that matters.
 type parser struct {
 	br     *bufio.Reader
-	legacy bool
+	scheme model.ValidationScheme
 	charge func(int, int64) error
 
 	// line is the line being parsed, with its '\n' unless it is the last
@@ -107,9 +110,9 @@ type parser struct {
 	lbls         []pending // currentLabelPairs
 	posNames     []*labelName
 
-	// Set by family lookup: whether the name is a _count/_sum of a summary or
-	// histogram family.
-	sumCount, sumSum, histCount, histSum bool
+	// Set by family lookup: whether the name is the _count or _sum of mf, a
+	// summary or histogram family.
+	isCount, isSum bool
 
 	// Summary and histogram grouping; kept across lines like expfmt's.
 	sig                   labelSig
@@ -241,7 +244,7 @@ func (p *parser) parseLine() error {
 	}
 	if p.atEnd() {
 		// The only place where the end of input is no error.
-		if p.readErr == nil || errors.Is(p.readErr, io.EOF) {
+		if errors.Is(p.readErr, io.EOF) {
 			return nil
 		}
 		return p.readErr
@@ -314,7 +317,7 @@ func (p *parser) comment() error {
 		if !ok {
 			return p.end()
 		}
-		p.mf.Help = p.slabs.strPtr(p.slabs.str(text))
+		p.mf.Help = p.slabs.strs.put(p.slabs.str(text))
 		p.bytes += sizeString + int64(len(text))
 		return nil
 	}
@@ -370,8 +373,9 @@ func (p *parser) defaultType() {
 // nil-safe getters.
 func (p *parser) isSummary() bool { return p.mf.GetType() == dto.MetricType_SUMMARY }
 
-func (p *parser) isHistogram() bool {
-	t := p.mf.GetType()
+func (p *parser) isHistogram() bool { return isHistogramType(p.mf.GetType()) }
+
+func isHistogramType(t dto.MetricType) bool {
 	return t == dto.MetricType_HISTOGRAM || t == dto.MetricType_GAUGE_HISTOGRAM
 }
 
@@ -474,21 +478,18 @@ func (p *parser) label() (done bool, err error) {
 	if !special {
 		p.lbls[len(p.lbls)-1].val = val
 	}
-	if p.isSummary() {
-		if name == model.QuantileLabel {
-			if p.quantile, err = parseFloat(val); err != nil {
-				return false, p.errorf("expected float as value for 'quantile' label, got %q", val)
-			}
-		} else if err := p.setSig(name, val); err != nil {
-			return false, err
+	if special {
+		f, err := parseFloat(val)
+		if err != nil {
+			return false, p.errorf("expected float as value for '%s' label, got %q", name, val)
 		}
-	}
-	if p.isHistogram() {
-		if name == model.BucketLabel {
-			if p.bucket, err = parseFloat(val); err != nil {
-				return false, p.errorf("expected float as value for 'le' label, got %q", val)
-			}
-		} else if err := p.setSig(name, val); err != nil {
+		if p.isSummary() {
+			p.quantile = f
+		} else {
+			p.bucket = f
+		}
+	} else if p.isSummary() || p.isHistogram() {
+		if err := p.setSig(name, val); err != nil {
 			return false, err
 		}
 	}
@@ -533,23 +534,9 @@ func (p *parser) value() error {
 	var m *dto.Metric
 	switch {
 	case p.isSummary():
-		sig := p.sig.hash()
-		if m = p.summaries[sig]; m == nil {
-			if p.summaries == nil {
-				p.summaries = map[uint64]*dto.Metric{}
-			}
-			m = p.newMetric()
-			p.summaries[sig] = m
-		}
+		m = p.groupMetric(&p.summaries)
 	case p.isHistogram():
-		sig := p.sig.hash()
-		if m = p.histograms[sig]; m == nil {
-			if p.histograms == nil {
-				p.histograms = map[uint64]*dto.Metric{}
-			}
-			m = p.newMetric()
-			p.histograms[sig] = m
-		}
+		m = p.groupMetric(&p.histograms)
 	default:
 		m = p.newMetric()
 	}
@@ -573,22 +560,37 @@ func (p *parser) value() error {
 	return p.timestamp(m)
 }
 
+// groupMetric returns the metric of group (expfmt's summaries or
+// histograms) that the labels of the line belong to, making it if needed.
+func (p *parser) groupMetric(group *map[uint64]*dto.Metric) *dto.Metric {
+	sig := p.sig.hash()
+	m := (*group)[sig]
+	if m == nil {
+		if *group == nil {
+			*group = map[uint64]*dto.Metric{}
+		}
+		m = p.newMetric()
+		(*group)[sig] = m
+	}
+	return m
+}
+
 func (p *parser) setValue(m *dto.Metric, v float64) error {
 	s := &p.slabs
 	switch p.mf.GetType() {
 	case dto.MetricType_COUNTER:
-		c := s.counter()
-		c.Value = s.float(v)
+		c := s.counters.get()
+		c.Value = s.floats.put(v)
 		m.Counter = c
 		p.bytes += sizeCounter + 8
 	case dto.MetricType_GAUGE:
-		g := s.gauge()
-		g.Value = s.float(v)
+		g := s.gauges.get()
+		g.Value = s.floats.put(v)
 		m.Gauge = g
 		p.bytes += sizeGauge + 8
 	case dto.MetricType_UNTYPED:
-		u := s.untyped()
-		u.Value = s.float(v)
+		u := s.untypeds.get()
+		u.Value = s.floats.put(v)
 		m.Untyped = u
 		p.bytes += sizeUntyped + 8
 	case dto.MetricType_SUMMARY:
@@ -597,16 +599,16 @@ func (p *parser) setValue(m *dto.Metric, v float64) error {
 			p.bytes += sizeSummary
 		}
 		switch {
-		case p.sumCount:
-			m.Summary.SampleCount = s.uint(uint64(v))
+		case p.isCount:
+			m.Summary.SampleCount = s.uints.put(uint64(v))
 			p.bytes += 8
-		case p.sumSum:
-			m.Summary.SampleSum = s.float(v)
+		case p.isSum:
+			m.Summary.SampleSum = s.floats.put(v)
 			p.bytes += 8
 		case !math.IsNaN(p.quantile):
-			q := s.quantile()
-			q.Quantile = s.float(p.quantile)
-			q.Value = s.float(v)
+			q := s.quantiles.get()
+			q.Quantile = s.floats.put(p.quantile)
+			q.Value = s.floats.put(v)
 			m.Summary.Quantile = append(m.Summary.Quantile, q)
 			p.bytes += sizeQuantile + 16 + 8
 		}
@@ -619,29 +621,29 @@ func (p *parser) setValue(m *dto.Metric, v float64) error {
 			p.bytes += sizeHistogram
 		}
 		switch {
-		case p.histCount:
+		case p.isCount:
 			if u := uint64(v); v == float64(u) {
-				h.SampleCount = s.uint(u)
+				h.SampleCount = s.uints.put(u)
 			} else {
 				if v < 0 {
 					return p.errorf("negative count for histogram %q", p.mf.GetName())
 				}
-				h.SampleCountFloat = s.float(v)
+				h.SampleCountFloat = s.floats.put(v)
 			}
 			p.bytes += 8
-		case p.histSum:
-			h.SampleSum = s.float(v)
+		case p.isSum:
+			h.SampleSum = s.floats.put(v)
 			p.bytes += 8
 		case !math.IsNaN(p.bucket):
-			b := s.bucket()
-			b.UpperBound = s.float(p.bucket)
+			b := s.buckets.get()
+			b.UpperBound = s.floats.put(p.bucket)
 			if u := uint64(v); v == float64(u) {
-				b.CumulativeCount = s.uint(u)
+				b.CumulativeCount = s.uints.put(u)
 			} else {
 				if v < 0 {
 					return p.errorf("negative bucket population for histogram %q", p.mf.GetName())
 				}
-				b.CumulativeCountFloat = s.float(v)
+				b.CumulativeCountFloat = s.floats.put(v)
 			}
 			h.Bucket = append(h.Bucket, b)
 			p.bytes += sizeBucket + 16 + 8
@@ -663,7 +665,7 @@ func (p *parser) timestamp(m *dto.Metric) error {
 	if err != nil {
 		return p.errorf("expected integer as timestamp, got %q", tok)
 	}
-	m.TimestampMs = p.slabs.int(ts)
+	m.TimestampMs = p.slabs.ints.put(ts)
 	p.bytes += 8
 	rest, ok, _ := p.untilNewline(false)
 	if !ok {
@@ -679,17 +681,17 @@ func (p *parser) timestamp(m *dto.Metric) error {
 // appends it to the current family.
 func (p *parser) newMetric() *dto.Metric {
 	s := &p.slabs
-	m := s.metric()
+	m := s.metrics.get()
 	p.bytes += sizeMetric
 	if n := len(p.lbls); n > 0 {
 		m.Label = s.pairPtrs(n)
 		for k, l := range p.lbls {
-			lp := s.pair()
+			lp := s.pairs.get()
 			lp.Name = l.name.name
 			if l.name.last != nil && *l.name.last == string(l.val) {
 				lp.Value = l.name.last
 			} else {
-				lp.Value = s.strPtr(s.str(l.val))
+				lp.Value = s.strs.put(s.str(l.val))
 				l.name.last = lp.Value
 				p.bytes += sizeString + int64(len(l.val))
 			}
@@ -727,83 +729,42 @@ func (p *parser) flush() error {
 // name, where a _count, _sum or _bucket line belongs to an existing summary
 // or histogram family, or makes a new one.
 func (p *parser) family(name []byte) error {
-	p.sumCount, p.sumSum, p.histCount, p.histSum = false, false, false, false
+	p.isCount, p.isSum = false, false
 	// The usual case: one more line of the current family, whose name was
 	// validated when the family was made.
 	if p.mf != nil && *p.mf.Name == string(name) {
 		return nil
 	}
-	if !p.validMetricName(name) {
+	// IsValidMetricName keeps nothing, so a view of name serves; string(name)
+	// would copy a long name on every _bucket line.
+	if !p.scheme.IsValidMetricName(unsafe.String(unsafe.SliceData(name), len(name))) {
 		return p.errorf("invalid metric name %q", name)
 	}
 	if mf := p.fams[string(name)]; mf != nil {
 		p.mf = mf
 		return nil
 	}
-	isCount := len(name) > 6 && string(name[len(name)-6:]) == "_count"
-	isSum := !isCount && len(name) > 4 && string(name[len(name)-4:]) == "_sum"
-	isBucket := !isCount && !isSum && len(name) > 7 && string(name[len(name)-7:]) == "_bucket"
-	var base []byte
-	switch {
-	case isCount:
-		base = name[:len(name)-6]
-	case isSum:
-		base = name[:len(name)-4]
-	case isBucket:
-		base = name[:len(name)-7]
-	}
+	isCount := bytes.HasSuffix(name, []byte("_count"))
+	isSum := bytes.HasSuffix(name, []byte("_sum"))
+	isBucket := bytes.HasSuffix(name, []byte("_bucket"))
 	if isCount || isSum || isBucket {
+		base := name[:bytes.LastIndexByte(name, '_')]
 		if mf := p.fams[string(base)]; mf != nil {
-			switch t := mf.GetType(); {
-			case t == dto.MetricType_SUMMARY && !isBucket:
+			if t := mf.GetType(); t == dto.MetricType_SUMMARY && !isBucket || isHistogramType(t) {
 				p.mf = mf
-				p.sumCount, p.sumSum = isCount, isSum
-				return nil
-			case t == dto.MetricType_HISTOGRAM || t == dto.MetricType_GAUGE_HISTOGRAM:
-				p.mf = mf
-				p.histCount, p.histSum = isCount, isSum
+				p.isCount, p.isSum = isCount, isSum
 				return nil
 			}
 		}
 	}
 	s := &p.slabs
 	key := s.str(name)
-	mf := s.family()
-	mf.Name = s.strPtr(key)
+	mf := s.families.get()
+	mf.Name = s.strs.put(key)
 	p.fams[key] = mf
 	p.mf = mf
 	p.bytes += sizeFamily + sizeString + sizeMapEntry + int64(len(name))
 	return nil
-}
-
-func (p *parser) validMetricName(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	if !p.legacy {
-		return utf8.Valid(name)
-	}
-	for i, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c == ':' || c >= '0' && c <= '9' && i > 0) {
-			return false
-		}
-	}
-	return true
-}
-
-func (p *parser) validLabelName(name []byte) bool {
-	if len(name) == 0 {
-		return false
-	}
-	if !p.legacy {
-		return utf8.Valid(name)
-	}
-	for i, c := range name {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c == '_' || c >= '0' && c <= '9' && i > 0) {
-			return false
-		}
-	}
-	return true
 }
 
 // labelName interns a label name, or returns nil if the scheme refuses it.
@@ -818,10 +779,10 @@ func (p *parser) labelName(tok []byte, pos int) *labelName {
 	}
 	ln := p.names[string(tok)]
 	if ln == nil {
-		if !p.validLabelName(tok) {
+		name := string(tok)
+		if !p.scheme.IsValidLabelName(name) {
 			return nil
 		}
-		name := string(tok)
 		ln = &labelName{name: &name}
 		p.names[name] = ln
 		p.bytes += sizeMapEntry + sizeString + 16 + int64(len(name))
@@ -873,14 +834,10 @@ func (p *parser) untilNewlineSlow(start int, escapes bool) (tok []byte, ok bool,
 	for ; p.i < len(p.line); p.i++ {
 		c := p.line[p.i]
 		if escapes && escaped {
-			switch c {
-			case '\\', '"':
-				tok = append(tok, c)
-			case 'n':
-				tok = append(tok, '\n')
-			default:
-				return nil, true, p.errorf("invalid escape sequence '\\%c'", c)
+			if c, err = p.unescape(c); err != nil {
+				return nil, true, err
 			}
+			tok = append(tok, c)
 			escaped = false
 			continue
 		}
@@ -930,14 +887,11 @@ func (p *parser) quotedName(start int, label bool) ([]byte, error) {
 		c := p.line[p.i]
 		switch {
 		case escaped:
-			switch c {
-			case '\\', '"':
-				tok = append(tok, c)
-			case 'n':
-				tok = append(tok, '\n')
-			default:
-				return nil, p.errorf("invalid escape sequence '\\%c'", c)
+			c, err := p.unescape(c)
+			if err != nil {
+				return nil, err
 			}
+			tok = append(tok, c)
 			escaped = false
 		case c == '"':
 			quoted = !quoted
@@ -1003,12 +957,9 @@ func (p *parser) labelValueEscaped(start int) ([]byte, error) {
 	for ; p.i < len(p.line); p.i++ {
 		c := p.line[p.i]
 		if escaped {
-			switch c {
-			case '"', '\\':
-			case 'n':
-				c = '\n'
-			default:
-				return nil, p.errorf("invalid escape sequence '\\%c'", c)
+			c, err := p.unescape(c)
+			if err != nil {
+				return nil, err
 			}
 			p.line[w] = c
 			w++
@@ -1030,6 +981,18 @@ func (p *parser) labelValueEscaped(start int) ([]byte, error) {
 	return nil, p.end()
 }
 
+// unescape decodes the byte after a backslash: \\, \" and \n are the only
+// escapes expfmt knows.
+func (p *parser) unescape(c byte) (byte, error) {
+	switch c {
+	case '\\', '"':
+		return c, nil
+	case 'n':
+		return '\n', nil
+	}
+	return 0, p.errorf("invalid escape sequence '\\%c'", c)
+}
+
 // parseFloat is expfmt's parseFloat: strconv.ParseFloat without hex floats
 // and digit separators.
 func parseFloat(b []byte) (float64, error) {
@@ -1048,28 +1011,20 @@ func parseFloat(b []byte) (float64, error) {
 			return float64(u), nil
 		}
 	}
-	for _, c := range b {
-		if c == 'p' || c == 'P' || c == '_' {
-			return 0, errUnsupportedFloat{}
-		}
+	if bytes.ContainsAny(b, "pP_") {
+		return 0, errUnsupportedFloat
 	}
 	return strconv.ParseFloat(string(b), 64)
 }
 
-type errUnsupportedFloat struct{}
-
-func (errUnsupportedFloat) Error() string { return "unsupported character in float" }
+// errUnsupportedFloat is never shown: callers report the token instead.
+var errUnsupportedFloat = errors.New("unsupported character in float")
 
 // normalizeHistogram makes a histogram's counts all integers or all floats,
 // as expfmt does after parsing.
 func normalizeHistogram(h *dto.Histogram) {
-	floats := h.GetSampleCountFloat() != 0
-	for _, b := range h.Bucket {
-		if floats {
-			break
-		}
-		floats = b.GetCumulativeCountFloat() != 0
-	}
+	floats := h.GetSampleCountFloat() != 0 ||
+		slices.ContainsFunc(h.Bucket, func(b *dto.Bucket) bool { return b.GetCumulativeCountFloat() != 0 })
 	if !floats {
 		return
 	}
