@@ -96,71 +96,14 @@ func decodeBody(contentType string, body io.Reader, scheme model.ValidationSchem
 	return decodeText(body, scheme, charge)
 }
 
-// Lines of the text format: the longest accepted (as for OpenMetrics), and
-// what the text parser reads at a time; a longer line is copied into a
-// buffer of its own.
-const (
-	maxTextLine    = 16 << 20
-	textReadBuffer = 4 << 10
-)
+// maxTextLine is the longest line of the text format accepted, as for
+// OpenMetrics.
+const maxTextLine = 16 << 20
 
 // decodeText parses the text format 0.0.4; it is the one place that calls
 // the text parser.
 func decodeText(body io.Reader, scheme model.ValidationScheme, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
-	lm := &lineMeter{r: body, charge: charge}
-	fams, err := textparse.Parse(lm, textparse.Options{Scheme: scheme, Charge: charge})
-	if lm.err != nil {
-		return nil, lm.err
-	}
-	if err != nil {
-		return nil, err
-	}
-	// The parser's line buffer is garbage from here on.
-	return fams, charge(0, -lm.charged)
-}
-
-// lineMeter bounds and charges what the text parser holds for a long line,
-// which its Charge does not report: it reads a whole line before it parses
-// it, into a buffer that grows by doubling (the old one alive while it is
-// copied: three times the line). Without a bound, one line of zero bytes, a
-// decompressed gzip bomb, would be read into memory whole before it is
-// found invalid.
-type lineMeter struct {
-	r       io.Reader
-	charge  chargeFunc
-	lines   int   // complete lines read
-	run     int   // bytes of the line being read
-	charged int64 // for the longest line
-	err     error // sticky: the line is too long, or the charge was refused
-}
-
-func (l *lineMeter) Read(p []byte) (int, error) {
-	if l.err != nil {
-		return 0, l.err
-	}
-	n, err := l.r.Read(p)
-	longest := l.run
-	for rest := p[:n]; ; {
-		i := bytes.IndexByte(rest, '\n')
-		if i < 0 {
-			l.run += len(rest)
-			longest = max(longest, l.run)
-			break
-		}
-		longest = max(longest, l.run+i)
-		l.run, l.lines, rest = 0, l.lines+1, rest[i+1:]
-	}
-	if longest > maxTextLine {
-		l.err = expfmt.ParseError{Line: l.lines + 1, Msg: fmt.Sprintf("line longer than %d bytes", maxTextLine)}
-		return 0, l.err
-	}
-	if need := 3 * int64(longest); longest > textReadBuffer && need > l.charged {
-		if l.err = l.charge(0, need-l.charged); l.err != nil {
-			return 0, l.err
-		}
-		l.charged = need
-	}
-	return n, err
+	return textparse.Parse(body, textparse.Options{Scheme: scheme, Charge: charge, MaxLineBytes: maxTextLine})
 }
 
 // protoChunk is how much of a protobuf message is read at a time, so that

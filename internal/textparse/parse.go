@@ -33,6 +33,15 @@ type Options struct {
 	// returns that error unwrapped. When Parse succeeds, the series passed to
 	// Charge add up to the number of dto.Metric values in the result.
 	Charge func(series int, bytes int64) error
+	// MaxLineBytes, if positive, is the longest line accepted; a longer one
+	// is an error on its line ("line longer than N bytes"), found before
+	// the line is read whole. A line longer than the read buffer is copied
+	// into a buffer of its own; its growth is charged (three times the
+	// longest line: the old buffer lives while it is copied), so that one
+	// huge line, such as a decompressed bomb of zero bytes, is bounded like
+	// everything else. Charge only ever grows, so that charge stays with
+	// the result.
+	MaxLineBytes int
 }
 
 // chargeEvery is how many bytes may accumulate without a new series before
@@ -71,6 +80,7 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 		br:       bufio.NewReaderSize(r, bufSize),
 		scheme:   opts.Scheme,
 		charge:   opts.Charge,
+		maxLine:  opts.MaxLineBytes,
 		fams:     map[string]*dto.MetricFamily{},
 		names:    map[string]*labelName{},
 		quantile: math.NaN(),
@@ -96,9 +106,12 @@ type parser struct {
 	line    []byte
 	i       int
 	long    []byte // holds a line longer than the bufio buffer
-	readErr error
-	lineNo  int
-	tok     []byte // scratch for names with quotes or escapes
+	maxLine int    // Options.MaxLineBytes
+	// longCharged is what was charged for long (the longest line so far).
+	longCharged int64
+	readErr     error
+	lineNo      int
+	tok         []byte // scratch for names with quotes or escapes
 
 	fams map[string]*dto.MetricFamily
 	mf   *dto.MetricFamily // currentMF: kept across lines, as in expfmt
@@ -184,8 +197,14 @@ func (p *parser) nextLine() (more bool, err error) {
 	if errors.Is(err, bufio.ErrBufferFull) {
 		p.long = append(p.long[:0], line...)
 		for errors.Is(err, bufio.ErrBufferFull) {
+			if err := p.chargeLong(); err != nil {
+				return false, err
+			}
 			line, err = p.br.ReadSlice('\n')
 			p.long = append(p.long, line...)
+		}
+		if err := p.chargeLong(); err != nil {
+			return false, err
 		}
 		line = p.long
 	}
@@ -195,6 +214,23 @@ func (p *parser) nextLine() (more bool, err error) {
 		return false, nil
 	}
 	return true, nil
+}
+
+// chargeLong bounds and charges the buffer of a line longer than the read
+// buffer, as it grows.
+func (p *parser) chargeLong() error {
+	if p.maxLine > 0 && len(p.long) > p.maxLine {
+		return expfmt.ParseError{Line: p.lineNo + 1, Msg: fmt.Sprintf("line longer than %d bytes", p.maxLine)}
+	}
+	need := 3 * int64(len(p.long))
+	if need <= p.longCharged || p.charge == nil {
+		return nil
+	}
+	if err := p.charge(0, need-p.longCharged); err != nil {
+		return err
+	}
+	p.longCharged = need
+	return nil
 }
 
 // end is the error for reading past the input: expfmt turns io.EOF into a

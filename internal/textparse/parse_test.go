@@ -162,3 +162,23 @@ func TestResultIsIndependent(t *testing.T) {
 		t.Errorf("second metric changed with the first: %s", got)
 	}
 }
+
+// TestMaxLineBytes: a line over the limit is refused on its line before it
+// is read whole, and the buffer of a long line is charged as it grows.
+func TestMaxLineBytes(t *testing.T) {
+	long := strings.Repeat("x", 64<<10)
+	in := "a 1\n" + `b{l="` + long + `"} 1` + "\n"
+	var charged int64
+	charge := func(_ int, b int64) error { charged += b; return nil }
+	_, err := Parse(strings.NewReader(in), Options{Scheme: model.LegacyValidation, Charge: charge, MaxLineBytes: 16 << 10})
+	if err == nil || err.Error() != "text format parsing error in line 2: line longer than 16384 bytes" {
+		t.Fatalf("over the limit: got %v", err)
+	}
+	charged = 0
+	if _, err := Parse(strings.NewReader(in), Options{Scheme: model.LegacyValidation, Charge: charge, MaxLineBytes: 1 << 20}); err != nil {
+		t.Fatalf("under the limit: %v", err)
+	}
+	if charged < 3*int64(len(long)) {
+		t.Fatalf("charged %d bytes for a %d-byte line, want at least three times the line", charged, len(long))
+	}
+}
