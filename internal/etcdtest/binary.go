@@ -139,9 +139,11 @@ func BuildV37() (string, error) {
 	}
 	root := os.Getenv(EnvCache)
 	if root == "" {
+		// Without $HOME (some CI shells) fall back to the temp directory:
+		// a rebuild per machine is better than no v3.7 at all.
 		c, err := os.UserCacheDir()
 		if err != nil {
-			return "", fmt.Errorf("cache directory: %w", err)
+			c = os.TempDir()
 		}
 		root = filepath.Join(c, "pushgate-etcd")
 	}

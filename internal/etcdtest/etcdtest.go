@@ -260,10 +260,12 @@ func (c *Cluster) start(ctx context.Context) error {
 			return err
 		}
 	}
-	for i := range c.members {
-		if err := c.waitAnswer(ctx, i); err != nil {
+	for i, m := range c.members {
+		id, err := c.waitAnswer(ctx, i)
+		if err != nil {
 			return err
 		}
+		m.id = id
 	}
 	_, err := c.Leader(ctx)
 	return err
@@ -335,9 +337,9 @@ func memberEnv() []string {
 	return env
 }
 
-// waitAnswer polls member i's Status until it answers, learning its member
-// ID. It fails early if the process exits.
-func (c *Cluster) waitAnswer(ctx context.Context, i int) error {
+// waitAnswer polls member i's Status until it answers, and returns its
+// raft member ID. It fails early if the process exits.
+func (c *Cluster) waitAnswer(ctx context.Context, i int) (uint64, error) {
 	m := c.members[i]
 	for {
 		if !c.running(i) {
@@ -345,18 +347,17 @@ func (c *Cluster) waitAnswer(ctx context.Context, i int) error {
 			if strings.Contains(c.MemberLog(i), "address already in use") {
 				err = fmt.Errorf("%w: %w", err, errAddrInUse)
 			}
-			return err
+			return 0, err
 		}
 		sctx, cancel := context.WithTimeout(ctx, time.Second)
 		st, err := c.probe.Status(sctx, m.clientURL)
 		cancel()
 		if err == nil {
-			m.id = st.Header.MemberId
-			return nil
+			return st.Header.MemberId, nil
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("member %d does not answer: %w (last: %w)", i, ctx.Err(), err)
+			return 0, fmt.Errorf("member %d does not answer: %w (last: %w)", i, ctx.Err(), err)
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
@@ -516,7 +517,8 @@ func (c *Cluster) Restart(tb testing.TB, i int) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), c.opts.StartTimeout)
 	defer cancel()
-	if err := c.waitAnswer(ctx, i); err != nil {
+	// The member ID comes from the data directory, so it is unchanged.
+	if _, err := c.waitAnswer(ctx, i); err != nil {
 		tb.Fatalf("etcdtest: restart: %v%s", err, c.logTails())
 	}
 }
