@@ -26,6 +26,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -112,6 +113,10 @@ type Cluster struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	// tailsShown is set once a failure message carried the log tails, so
+	// the cleanup does not print them twice.
+	tailsShown atomic.Bool
 }
 
 type member struct {
@@ -177,7 +182,7 @@ func Start(tb testing.TB, opts Options) *Cluster {
 			if err := c.close(); err != nil {
 				tb.Errorf("etcdtest: %v", err)
 			}
-			if tb.Failed() {
+			if tb.Failed() && !c.tailsShown.Load() {
 				for i := range c.members {
 					tb.Logf("etcd member %d log tail:\n%s", i, c.logTail(i))
 				}
@@ -571,6 +576,7 @@ func (c *Cluster) logTail(i int) string {
 }
 
 func (c *Cluster) logTails() string {
+	c.tailsShown.Store(true)
 	var b strings.Builder
 	for i := range c.members {
 		fmt.Fprintf(&b, "\n--- member %d (%s) log tail:\n%s", i, c.members[i].clientURL, c.logTail(i))
