@@ -118,6 +118,8 @@ func TestRoutePrefix(t *testing.T) {
 		{"flag nested", []string{"--web.route-prefix=/a/b/"}, "/a/b", "", "/a/b"},
 		{"flag root", []string{"--web.route-prefix=/"}, "", "", ""},
 		{"flag only slashes", []string{"--web.route-prefix=//"}, "", "", ""},
+		{"flag with inner slashes", []string{"--web.route-prefix=/a//b/./c"}, "/a/b/c", "", "/a/b/c"},
+		{"external URL unclean", []string{"--web.external-url=http://example.com//pg//"}, "/pg", "/pg", "/pg"},
 		{"external URL", []string{"--web.external-url=http://example.com/pg/"}, "/pg", "/pg", "/pg"},
 		{"external URL root", []string{"--web.external-url=http://example.com/"}, "", "", ""},
 		{"external URL without path", []string{"--web.external-url=http://example.com"}, "", "", ""},
