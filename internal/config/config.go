@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/url"
+	"path"
 	"strings"
 	"time"
 
@@ -160,17 +161,17 @@ func (c *Config) Validate() error {
 }
 
 // routePrefix returns the effective route prefix: prefix, or else the path
-// of externalURL; "/" becomes ""; otherwise it starts but does not end with
-// "/" (the reference's computeRoutePrefix rules).
+// of externalURL, with one leading and no trailing "/"; "/" becomes "" (the
+// reference's computeRoutePrefix rules). The path is also cleaned: repeated
+// slashes ("//pg//") would otherwise give a prefix that no request reaches,
+// since the server redirects unclean paths before it looks at the prefix.
+// (The reference keeps "//" as the prefix "/", under which it serves nothing.)
 func routePrefix(prefix string, externalURL *url.URL) string {
 	if prefix == "" && externalURL != nil {
 		prefix = externalURL.Path
 	}
-	if prefix == "/" || prefix == "" {
-		return ""
+	if p := path.Clean("/" + prefix); p != "/" {
+		return p
 	}
-	if !strings.HasPrefix(prefix, "/") {
-		prefix = "/" + prefix
-	}
-	return strings.TrimSuffix(prefix, "/")
+	return ""
 }

@@ -221,12 +221,28 @@ func (a *API) Delete() http.Handler {
 }
 
 // Reserved lists the push API's own metric families for the store's check.
+// It is derived from the collectors newMetrics builds, so that a family
+// added there is reserved without a second list to keep in step. Their
+// vectors have no series until first used, so a private, unregistered copy
+// gets one series each and is gathered.
 func Reserved() []store.Reserved {
-	return []store.Reserved{
-		{Name: "pushgateway_http_push_size_bytes", Type: dto.MetricType_SUMMARY},
-		{Name: "pushgateway_http_push_duration_seconds", Type: dto.MetricType_SUMMARY},
-		{Name: rejectionsMetric, Type: dto.MetricType_COUNTER},
+	m := newMetrics(nil)
+	for _, method := range []string{"put", "post"} {
+		m.size.WithLabelValues(method)
+		m.duration.WithLabelValues(method)
 	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(m.size, m.duration, m.rejections)
+	mfs, err := reg.Gather()
+	if err != nil {
+		// Our own collectors, just built: a failure is a programming error.
+		panic(fmt.Sprintf("gather the push API's own metrics: %v", err))
+	}
+	reserved := make([]store.Reserved, 0, len(mfs))
+	for _, mf := range mfs {
+		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
+	}
+	return reserved
 }
 
 // groupingKey is the one place that turns a request into a grouping key.

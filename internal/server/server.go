@@ -3,6 +3,7 @@
 package server
 
 import (
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/pprof"
@@ -13,7 +14,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	dto "github.com/prometheus/client_model/go"
 
 	"github.com/pushgate/pushgate/internal/api"
 	"github.com/pushgate/pushgate/internal/store"
@@ -56,19 +56,41 @@ type Server struct {
 }
 
 // Reserved lists the server's own metric families for the store's check.
+// It is derived from the collector New registers, so that the name and
+// type are stated once; the vector has no series until the first request,
+// so a private, unregistered copy gets one and is gathered.
 func Reserved() []store.Reserved {
-	return []store.Reserved{{Name: "pushgateway_http_requests_total", Type: dto.MetricType_COUNTER}}
+	requests := newRequests()
+	requests.WithLabelValues("200", "push", "put")
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(requests)
+	mfs, err := reg.Gather()
+	if err != nil {
+		// Our own collector, just built: a failure is a programming error.
+		panic(fmt.Sprintf("gather the server's own metrics: %v", err))
+	}
+	reserved := make([]store.Reserved, 0, len(mfs))
+	for _, mf := range mfs {
+		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
+	}
+	return reserved
+}
+
+// newRequests builds the counter of requests, by the labels
+// promhttp.InstrumentHandlerCounter fills in plus the route's name.
+func newRequests() *prometheus.CounterVec {
+	return prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "pushgateway_http_requests_total",
+		Help: "Total HTTP requests processed by the Pushgateway, excluding scrapes.",
+	}, []string{"code", "handler", "method"})
 }
 
 // New builds the routes; metrics are registered with reg.
 func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	s := &Server{
-		health: opts.Health,
-		quit:   make(chan struct{}),
-		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "pushgateway_http_requests_total",
-			Help: "Total HTTP requests processed by the Pushgateway, excluding scrapes.",
-		}, []string{"code", "handler", "method"}),
+		health:   opts.Health,
+		quit:     make(chan struct{}),
+		requests: newRequests(),
 	}
 	reg.MustRegister(s.requests)
 

@@ -189,9 +189,11 @@ func New(opts Options) *Store {
 	if s.logger == nil {
 		s.logger = slog.New(slog.DiscardHandler)
 	}
-	for _, name := range []string{groupsMetric, seriesMetric, bytesMetric} {
-		s.names[name] = &nameEntry{typ: dto.MetricType_GAUGE, reserved: true}
-		s.addEscapedLocked(name)
+	// The store's own gauges (RegisterMetrics) are reserved from the same
+	// table they are registered from.
+	for _, g := range ownGauges {
+		s.names[g.name] = &nameEntry{typ: dto.MetricType_GAUGE, reserved: true}
+		s.addEscapedLocked(g.name)
 	}
 	for _, r := range opts.Reserved {
 		s.names[r.Name] = &nameEntry{typ: r.Type, reserved: true}
@@ -242,22 +244,21 @@ func (s *Store) View() *View {
 	}
 }
 
-// Names of the store's own gauges.
-const (
-	groupsMetric = "pushgate_store_groups"
-	seriesMetric = "pushgate_store_series"
-	bytesMetric  = "pushgate_store_bytes"
-)
+// ownGauges are the store's own metrics, all gauges: RegisterMetrics
+// registers them and New reserves their names, both from this one table.
+var ownGauges = []struct {
+	name, help string
+	value      func(Stats) int
+}{
+	{"pushgate_store_groups", "Number of groups stored.", func(st Stats) int { return st.Groups }},
+	{"pushgate_store_series", "Number of series stored, including push_time_seconds and push_failure_time_seconds.", func(st Stats) int { return st.Series }},
+	{"pushgate_store_bytes", "Bytes of encoded metric families held by the store.", func(st Stats) int { return st.Bytes }},
+}
 
 // RegisterMetrics registers gauges of the store's size with reg.
 func (s *Store) RegisterMetrics(reg prometheus.Registerer) {
-	gauge := func(name, help string, v func(Stats) int) prometheus.Collector {
-		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help},
-			func() float64 { return float64(v(s.Stats())) })
+	for _, g := range ownGauges {
+		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
+			func() float64 { return float64(g.value(s.Stats())) }))
 	}
-	reg.MustRegister(
-		gauge(groupsMetric, "Number of groups stored.", func(st Stats) int { return st.Groups }),
-		gauge(seriesMetric, "Number of series stored, including push_time_seconds and push_failure_time_seconds.", func(st Stats) int { return st.Series }),
-		gauge(bytesMetric, "Bytes of encoded metric families held by the store.", func(st Stats) int { return st.Bytes }),
-	)
 }
