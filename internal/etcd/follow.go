@@ -134,14 +134,13 @@ func (j *Journal) follow(ctx context.Context, t Target) error {
 	defer cancel()
 	j.mu.Lock()
 	from := j.applied + 1
-	j.watchCtx = wctx
 	j.mu.Unlock()
-	defer func() {
-		j.mu.Lock()
-		j.watchCtx = nil
-		j.mu.Unlock()
-	}()
-	wch := j.cli.Watch(wctx, j.key(groupsDir, ""), clientv3.WithPrefix(), clientv3.WithRev(from), clientv3.WithProgressNotify())
+	// The whole prefix, not only the groups: every write of this journal
+	// changes a key under it, so the revision of its last event is the
+	// revision up to which all changes are applied. (Progress reports
+	// cannot tell that: etcd before 3.5.8 and 3.4.25 may send them ahead
+	// of events.)
+	wch := j.cli.Watch(wctx, j.prefix, clientv3.WithPrefix(), clientv3.WithRev(from))
 	// Without traffic no response would come to show that the stream is
 	// live (after an outage, say); a progress report does.
 	var live atomic.Bool
@@ -165,11 +164,17 @@ func (j *Journal) follow(ctx context.Context, t Target) error {
 			live.Store(true)
 			j.setWatchErr(nil)
 		}
-		rev := resp.Header.Revision
-		j.saw(rev)
+		j.saw(resp.Header.Revision)
+		if len(resp.Events) == 0 {
+			continue
+		}
 		changes := make([]store.Change, 0, len(resp.Events))
 		for _, ev := range resp.Events {
-			c := store.Change{ID: strings.TrimPrefix(string(ev.Kv.Key), j.key(groupsDir, "")), Rev: ev.Kv.ModRevision}
+			id, ok := strings.CutPrefix(string(ev.Kv.Key), j.key(groupsDir, ""))
+			if !ok {
+				continue // a guard or the tick: only its revision counts
+			}
+			c := store.Change{ID: id, Rev: ev.Kv.ModRevision}
 			if ev.Type == clientv3.EventTypePut {
 				var err error
 				if c, err = j.change(ev.Kv); err != nil {
@@ -179,15 +184,8 @@ func (j *Journal) follow(ctx context.Context, t Target) error {
 			}
 			changes = append(changes, c)
 		}
-		// A progress report means every change up to its revision has
-		// been sent; events in a response may stop short of the header.
-		applied := rev
-		if !resp.IsProgressNotify() {
-			applied = from - 1
-			if n := len(resp.Events); n > 0 {
-				applied = resp.Events[n-1].Kv.ModRevision
-			}
-		}
+		// All events of a revision come in one response.
+		applied := resp.Events[len(resp.Events)-1].Kv.ModRevision
 		if err := t.Apply(applied, changes); err != nil {
 			j.logger.Error("some group changes could not be applied", "revision", applied, "err", err)
 		}

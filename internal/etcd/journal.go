@@ -26,11 +26,13 @@ import (
 //	g/<group ID>   a group: an 8-byte write nonce, then the store's value
 //	guard/<name>   a guard key of the store (see store.Write); empty
 //	meta/imported  the file imported into an empty prefix, once
+//	meta/tick      written after a delete that found nothing (see tick)
+//	meta/probe     read, never written, by the quorum probe
 const (
-	groupsDir   = "g/"
-	guardsDir   = "guard/"
-	importedKey = "meta/imported"
-	nonceLen    = 8
+	groupsDir = "g/"
+	guardsDir = "guard/"
+	metaDir   = "meta/"
+	nonceLen  = 8
 )
 
 // Limits of one etcd transaction: its operations (etcd's --max-txn-ops
@@ -70,7 +72,6 @@ type Journal struct {
 	watchErr error      // why the change stream is not live, if it is not
 	known    int64      // the newest revision seen in any response
 	applied  int64      // the revision applied to the store
-	watchCtx context.Context
 }
 
 type request struct {
@@ -365,31 +366,47 @@ func (j *Journal) commit(batch []*request) {
 	}
 	rev := resp.Header.Revision
 	j.saw(rev)
-	progress := false
+	var nothing []*request
 	for i, r := range batch {
 		ok, deleted := resp.Succeeded, int64(-1)
+		sub := resp.Responses
 		if len(batch) > 1 {
-			sub := resp.Responses[i].GetResponseTxn()
-			ok = sub.Succeeded
-			if len(sub.Responses) > 0 && sub.Responses[0].GetResponseDeleteRange() != nil {
-				deleted = sub.Responses[0].GetResponseDeleteRange().Deleted
-			}
-		} else if len(resp.Responses) > 0 && resp.Responses[0].GetResponseDeleteRange() != nil {
-			deleted = resp.Responses[0].GetResponseDeleteRange().Deleted
+			t := resp.Responses[i].GetResponseTxn()
+			ok, sub = t.Succeeded, t.Responses
+		}
+		if len(sub) > 0 && sub[0].GetResponseDeleteRange() != nil {
+			deleted = sub[0].GetResponseDeleteRange().Deleted
 		}
 		switch {
 		case !ok:
 			r.done <- result{err: &store.ConflictError{Rev: rev}}
+		case deleted == 0:
+			nothing = append(nothing, r)
 		default:
-			// A delete that found nothing makes no event to wait for;
-			// ask the change stream to report the revision reached.
-			progress = progress || deleted == 0
 			r.done <- result{rev: rev}
 		}
 	}
-	if progress {
-		j.requestProgress()
+	if len(nothing) > 0 {
+		rev := j.tick()
+		for _, r := range nothing {
+			r.done <- result{rev: rev}
+		}
 	}
+}
+
+// tick is for deletes that found nothing to delete: they make no event, so
+// the store, which waits to have applied every change up to its write,
+// would wait in vain. The tick is an event at a revision after them. If it
+// fails, the store does not wait (0): the delete is done either way.
+func (j *Journal) tick() int64 {
+	ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
+	defer cancel()
+	resp, err := j.cli.Put(ctx, j.key(metaDir, "tick"), "")
+	if err != nil {
+		return 0
+	}
+	j.saw(resp.Header.Revision)
+	return resp.Header.Revision
 }
 
 // resolve finds out whether a write whose transaction failed was made.
@@ -425,13 +442,16 @@ func (j *Journal) resolve(r *request, err error) result {
 
 func (j *Journal) readBack(ctx context.Context, r *request) (result, error) {
 	if r.w.All || r.w.Value == nil {
+		// Deletes are unconditional: make it again.
 		cmps, ops := j.ops(r)
 		resp, err := j.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return result{}, err
 		}
 		j.saw(resp.Header.Revision)
-		j.requestProgress()
+		if resp.Responses[0].GetResponseDeleteRange().Deleted == 0 {
+			return result{rev: j.tick()}, nil
+		}
 		return result{rev: resp.Header.Revision}, nil
 	}
 	resp, err := j.cli.Get(ctx, j.key(groupsDir, r.w.ID))
@@ -462,22 +482,6 @@ func definite(err error) bool {
 	return false
 }
 
-// requestProgress asks the change stream for a progress report, which
-// tells Follow that every change up to etcd's current revision is applied.
-func (j *Journal) requestProgress() {
-	j.mu.Lock()
-	ctx := j.watchCtx
-	j.mu.Unlock()
-	if ctx == nil {
-		return
-	}
-	go func() {
-		c, cancel := context.WithTimeout(ctx, j.timeout)
-		defer cancel()
-		_ = j.cli.RequestProgress(c)
-	}()
-}
-
 // probeInterval is how often the journal checks that etcd has a quorum.
 const probeInterval = time.Second
 
@@ -489,7 +493,7 @@ func (j *Journal) probeLoop() {
 	defer t.Stop()
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), min(j.timeout, 2*probeInterval))
-		resp, err := j.cli.Get(ctx, j.key("meta/", "probe"), clientv3.WithCountOnly())
+		resp, err := j.cli.Get(ctx, j.key(metaDir, "probe"), clientv3.WithCountOnly())
 		cancel()
 		j.mu.Lock()
 		if err != nil {

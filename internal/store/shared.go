@@ -3,8 +3,10 @@ package store
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cespare/xxhash/v2"
@@ -58,8 +60,10 @@ type Change struct {
 	Value []byte
 }
 
-// maxAttempts bounds the writes of one change that lose a race.
-const maxAttempts = 6
+// maxAttempts bounds the writes of one change that lose a race to another
+// replica. Of writes racing for a guard one always wins, so with a few
+// replicas a handful of attempts is plenty.
+const maxAttempts = 8
 
 // applyWait bounds how long a committed write waits to come back through
 // Apply (read-your-writes) before it is acknowledged anyway: it is durable,
@@ -85,21 +89,61 @@ const (
 	seriesGuards = 32
 )
 
-func nameGuard(name string) string {
-	return "n" + strconv.FormatUint(xxhash.Sum64String(name)%nameGuards, 10)
+// A guard is numbered: names' from 0, series' after them.
+func nameGuard(name string) int { return int(xxhash.Sum64String(name) % nameGuards) }
+func seriesGuard(h uint64) int  { return nameGuards + int(h%seriesGuards) }
+
+func guardKey(g int) string {
+	if g < nameGuards {
+		return "n" + strconv.Itoa(g)
+	}
+	return "s" + strconv.Itoa(g-nameGuards)
 }
 
-func seriesGuard(h uint64) string {
-	return "s" + strconv.FormatUint(h%seriesGuards, 10)
+// guardLocks serialize this replica's writes that change the same guard,
+// so that they do not race each other in etcd only for all but one to
+// check and write again: races are left to writes of different replicas.
+type guardLocks struct {
+	mu [nameGuards + seriesGuards]sync.Mutex
 }
 
-// sharedWriteLocked builds the write of ng over old.
-func (s *Store) sharedWriteLocked(old, ng *Group) *Write {
+// held is a set of guards locked by one write, in ascending order.
+type held []int
+
+// covers reports whether h holds every guard of w.
+func (h held) covers(guards []int) bool {
+	for _, g := range guards {
+		if _, ok := slices.BinarySearch(h, g); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// lock locks guards in ascending order, which rules out deadlocks.
+func (l *guardLocks) lock(guards []int) held {
+	h := slices.Clone(guards)
+	slices.Sort(h)
+	for _, g := range h {
+		l.mu[g].Lock()
+	}
+	return h
+}
+
+func (l *guardLocks) unlock(h held) {
+	for _, g := range h {
+		l.mu[g].Unlock()
+	}
+}
+
+// sharedWriteLocked builds the write of ng over old, and returns the
+// guards it changes.
+func (s *Store) sharedWriteLocked(old, ng *Group) (*Write, []int) {
 	w := &Write{ID: ng.Key.ID(), Value: encodeGroup(ng), Base: s.rev}
 	if old != nil {
 		w.Rev = old.rev
 	}
-	guards := map[string]bool{}
+	guards := map[int]bool{}
 	for name, f := range ng.Families {
 		if f.Series == 0 || (old != nil && old.Families[name] == f) {
 			continue
@@ -119,10 +163,12 @@ func (s *Store) sharedWriteLocked(old, ng *Group) *Write {
 			}
 		}
 	}
+	nums := make([]int, 0, len(guards))
 	for g := range guards {
-		w.Guards = append(w.Guards, g)
+		nums = append(nums, g)
+		w.Guards = append(w.Guards, guardKey(g))
 	}
-	return w
+	return w, nums
 }
 
 // commitShared commits w and waits until this store has applied it.

@@ -126,6 +126,7 @@ type Store struct {
 	logger  *slog.Logger
 	journal Journal
 	shared  Shared
+	guards  guardLocks
 	metrics sharedMetrics
 
 	// writers is held shared by every write for its whole duration and

@@ -104,7 +104,9 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 // to write) and commits it; with a shared journal it builds again after a
 // lost race, a few times. The caller holds the group's key lock.
 func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
-	for attempt := 1; ; attempt++ {
+	var guards held
+	defer func() { s.guards.unlock(guards) }()
+	for attempt := 1; ; {
 		s.mu.Lock()
 		old := s.groups[id]
 		ng, err := build(old)
@@ -117,8 +119,15 @@ func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
 			s.mu.Unlock()
 			return s.commit(old, ng, r)
 		}
-		w := s.sharedWriteLocked(old, ng)
+		w, need := s.sharedWriteLocked(old, ng)
 		s.mu.Unlock()
+		if !guards.covers(need) {
+			// Wait for this replica's writes of those guards, then
+			// check again against what they did.
+			s.guards.unlock(guards)
+			guards = s.guards.lock(need)
+			continue
+		}
 		err = s.commitShared(w)
 		var conflict *ConflictError
 		if !errors.As(err, &conflict) {
@@ -128,6 +137,7 @@ func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
 		if attempt == maxAttempts {
 			return fmt.Errorf("%w: gave up after %d conflicting writes by other replicas; retry", ErrStorage, attempt)
 		}
+		attempt++
 		s.metrics.retries.Inc()
 		s.waitApplied(conflict.Rev)
 	}
