@@ -361,6 +361,8 @@ func limitFlag(k store.LimitKind) string {
 		return "--push.max-label-name-length"
 	case store.LabelValueLength:
 		return "--push.max-label-value-length"
+	case store.StoredBytes:
+		return "--storage.etcd.max-request-bytes"
 	default:
 		return "--storage.max-series"
 	}

@@ -43,6 +43,9 @@ const (
 	LabelNameLength
 	// LabelValueLength limits the bytes of a label value.
 	LabelValueLength
+	// StoredBytes limits the bytes of a group's stored value (a shared
+	// journal's request size).
+	StoredBytes
 )
 
 func (e *LimitError) Error() string {
@@ -57,6 +60,8 @@ func (e *LimitError) Error() string {
 		return fmt.Sprintf("label name %s has %d bytes, more than the limit of %d", e.Detail, e.Got, e.Max)
 	case LabelValueLength:
 		return fmt.Sprintf("value of label %s has %d bytes, more than the limit of %d", e.Detail, e.Got, e.Max)
+	case StoredBytes:
+		return fmt.Sprintf("the group would be stored as a request of %d bytes, more than the limit of %d", e.Got, e.Max)
 	default:
 		return fmt.Sprintf("the gateway would hold %d series, more than its limit of %d", e.Got, e.Max)
 	}

@@ -316,3 +316,27 @@ func timestampFamily(key grouping.Key, name, help string, t, pushed time.Time) (
 	}
 	return f, seriesHash(name, m.Label), nil
 }
+
+// addTimestamps completes a prepared push with the group's timestamp
+// families.
+func (p *prepared) addTimestamps(pushTime *family.Family, pushTimeHash uint64, failure *family.Family, failureHash uint64) {
+	p.families = append(p.families, pushTime, failure)
+	p.series = append(p.series, []uint64{pushTimeHash}, []uint64{failureHash})
+	p.byName = make(map[string]int, len(p.families))
+	for i, f := range p.families {
+		p.byName[f.Name] = i
+	}
+}
+
+// has reports whether the push contains a family of that name.
+func (p *prepared) has(name string) bool {
+	_, ok := p.byName[name]
+	return ok
+}
+
+func (p *prepared) get(name string) *family.Family {
+	if i, ok := p.byName[name]; ok {
+		return p.families[i]
+	}
+	return nil
+}

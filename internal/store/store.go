@@ -33,6 +33,8 @@ type Group struct {
 	// num identifies the group in the series index; it stays the same
 	// across the group's versions.
 	num uint32
+	// rev is the shared journal's revision of this value; 0 without one.
+	rev int64
 }
 
 // LastPushSuccessful reports whether the last push to the group succeeded,
@@ -79,6 +81,9 @@ type Options struct {
 	// Journal makes every change durable before it is published and
 	// acknowledged; nil keeps the store in memory only.
 	Journal Journal
+	// Shared, instead of Journal, makes the store a replica of a journal
+	// that other replicas write too (see Shared).
+	Shared Shared
 	// MaxSeriesPerPush and MaxSeries bound the series of one push and of
 	// the whole store (not counting the two timestamp series per group);
 	// 0 means no limit.
@@ -120,6 +125,9 @@ type Store struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	journal Journal
+	shared  Shared
+	guards  guardLocks
+	metrics sharedMetrics
 
 	// writers is held shared by every write for its whole duration and
 	// exclusively by Wipe, so that a wipe never interleaves with a write
@@ -145,6 +153,10 @@ type Store struct {
 	escaped map[string]map[string]struct{}
 	stats   Stats
 	gen     uint64
+	// rev is the shared journal's revision applied; applied is closed and
+	// replaced when it advances.
+	rev     int64
+	applied chan struct{}
 
 	view atomic.Pointer[View] // latest built View, possibly stale
 }
@@ -174,6 +186,9 @@ func New(opts Options) *Store {
 		nextNum:  1,
 		escaped:  map[string]map[string]struct{}{},
 		journal:  opts.Journal,
+		shared:   opts.Shared,
+		applied:  make(chan struct{}),
+		metrics:  newSharedMetrics(),
 		keys:     keyLocks{m: map[string]*keyLock{}},
 		limits: limits{
 			perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries, groups: opts.MaxGroups,
@@ -260,5 +275,26 @@ func (s *Store) RegisterMetrics(reg prometheus.Registerer) {
 	for _, g := range ownGauges {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
 			func() float64 { return float64(g.value(s.Stats())) }))
+	}
+	if s.shared != nil {
+		reg.MustRegister(s.metrics.conflicts, s.metrics.retries)
+	}
+}
+
+// sharedMetrics count the races of writes to a shared journal.
+type sharedMetrics struct {
+	conflicts, retries prometheus.Counter
+}
+
+func newSharedMetrics() sharedMetrics {
+	return sharedMetrics{
+		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgate_etcd_conflicts_total",
+			Help: "Writes that lost a race to a conflicting write of another replica and were checked again.",
+		}),
+		retries: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "pushgate_etcd_retries_total",
+			Help: "Writes committed again after a conflict.",
+		}),
 	}
 }

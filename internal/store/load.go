@@ -1,0 +1,166 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"github.com/pushgate/pushgate/internal/grouping"
+)
+
+// Imported is a group read from the reference's persistence file.
+type Imported struct {
+	Key grouping.Key
+	// Families without push_time_seconds and push_failure_time_seconds.
+	Families map[string]*dto.MetricFamily
+	// Times holds each family's push time; a missing one is PushTime.
+	Times    map[string]time.Time
+	PushTime time.Time
+	FailTime time.Time
+}
+
+// Import adds groups read from the reference's persistence file, as one
+// step. Each group is checked like a push, against the store and the
+// groups before it: a group that is invalid, inconsistent or there already
+// is left out, with an error wrapping ErrInvalid at its index in rejected
+// (nil for the groups taken).
+//
+// The groups taken are then handed to write, group ID -> the value the
+// journal stores, which must store them all or none (the journal's own
+// writes are per group, so they cannot). If write fails, Import adds
+// nothing and returns its error wrapped in ErrStorage. write may be nil
+// only for a store without a journal. No other write runs meanwhile.
+func (s *Store) Import(groups []Imported, write func(values map[string][]byte) error) (rejected []error, err error) {
+	if s.journal != nil && write == nil {
+		return nil, errors.New("import into a store with a journal needs a write function")
+	}
+	s.writers.Lock()
+	defer s.writers.Unlock()
+
+	type taken struct {
+		ng *Group
+		r  *reservation
+	}
+	var all []taken
+	ids := make(map[string]bool, len(groups))
+	rejected = make([]error, len(groups))
+	for i, g := range groups {
+		ng, r, err := s.reserveImported(g, ids)
+		if err != nil {
+			rejected[i] = err
+			continue
+		}
+		ids[g.Key.ID()] = true
+		all = append(all, taken{ng, r})
+	}
+	if write != nil {
+		values := make(map[string][]byte, len(all))
+		for _, t := range all {
+			values[t.ng.Key.ID()] = encodeGroup(t.ng)
+		}
+		if err := write(values); err != nil {
+			s.mu.Lock()
+			for i := len(all) - 1; i >= 0; i-- {
+				s.undoLocked(all[i].r)
+			}
+			s.mu.Unlock()
+			return rejected, fmt.Errorf("%w: %w", ErrStorage, err)
+		}
+	}
+	s.mu.Lock()
+	for _, t := range all {
+		s.publishLocked(nil, t.ng, t.r)
+	}
+	s.mu.Unlock()
+	return rejected, nil
+}
+
+// reserveImported checks an imported group and reserves its index entries.
+// pending holds the IDs of the groups reserved before it.
+func (s *Store) reserveImported(g Imported, pending map[string]bool) (*Group, *reservation, error) {
+	p, err := prepare(g.Key, g.Families, s.scheme, limits{}, g.PushTime)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, f := range p.families {
+		if t, ok := g.Times[f.Name]; ok {
+			f.Time = t // not yet published, so still ours to set
+		}
+	}
+	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
+		return nil, nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if pending[g.Key.ID()] {
+		return nil, nil, invalidf("group %s exists already", g.Key)
+	}
+	return s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
+}
+
+// reserveNewLocked checks a group that must not exist yet, builds it and
+// reserves its index entries.
+func (s *Store) reserveNewLocked(key grouping.Key, p *prepared, pushTime, failTime time.Time) (*Group, *reservation, error) {
+	if s.groups[key.ID()] != nil {
+		return nil, nil, invalidf("group %s exists already", key)
+	}
+	if err := s.checkLocked(key, nil, true, p); err != nil {
+		return nil, nil, err
+	}
+	ng := newGroup(key, nil, true, p, pushTime, failTime)
+	return ng, s.reserveLocked(nil, ng), nil
+}
+
+// Replay adds a group from a value the journal stored, at start. The value
+// is checksummed and was consistent when written; it is checked again all
+// the same, since the indexes are rebuilt from it. Nothing is written.
+func (s *Store) Replay(value []byte) error {
+	g, p, err := s.decodeValue(value)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ng, r, err := s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
+	if err != nil {
+		return err
+	}
+	s.publishLocked(nil, ng, r)
+	return nil
+}
+
+// decodeValue decodes a stored group and completes it with its timestamp
+// families, which are not stored: p holds all its families.
+func (s *Store) decodeValue(value []byte) (*Group, *prepared, error) {
+	g, err := decodeGroup(value)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &prepared{}
+	for name, f := range g.Families {
+		p.families = append(p.families, f)
+		p.series = append(p.series, g.hashes[name])
+	}
+	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
+		return nil, nil, err
+	}
+	return g, p, nil
+}
+
+func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime time.Time) error {
+	at := pushTime
+	if at.IsZero() {
+		at = failTime
+	}
+	pt, pth, err := timestampFamily(key, PushTimeName, pushTimeHelp, pushTime, at)
+	if err != nil {
+		return err
+	}
+	ft, fth, err := timestampFamily(key, PushFailureName, pushFailureHelp, failTime, at)
+	if err != nil {
+		return err
+	}
+	p.addTimestamps(pt, pth, ft, fth)
+	return nil
+}
