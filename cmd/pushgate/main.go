@@ -26,6 +26,7 @@ import (
 	"github.com/pushgate/pushgate/internal/access"
 	"github.com/pushgate/pushgate/internal/api"
 	"github.com/pushgate/pushgate/internal/config"
+	"github.com/pushgate/pushgate/internal/etcd"
 	"github.com/pushgate/pushgate/internal/exposition"
 	"github.com/pushgate/pushgate/internal/push"
 	"github.com/pushgate/pushgate/internal/server"
@@ -76,11 +77,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		Logger:     logger.With("component", "access"),
 		Registerer: reg,
 	})
+	etcdConfig := etcd.Config{Endpoints: cfg.EtcdEndpoints, Prefix: cfg.EtcdPrefix, MaxRequestBytes: cfg.EtcdMaxRequestBytes}
+	if len(cfg.EtcdEndpoints) > 0 {
+		if etcdConfig.File, err = etcd.LoadFile(cfg.EtcdConfigFile); err != nil {
+			return fmt.Errorf("load --storage.etcd.config.file: %w", err)
+		}
+	}
 	storage, err := startup.Open(startup.Options{
 		Dir:                 cfg.StoragePath,
 		InMemory:            cfg.InMemory,
 		PersistenceFile:     cfg.PersistenceFile,
 		PersistenceInterval: cfg.PersistenceInterval,
+		Etcd:                etcdConfig,
 		Logger:              logger,
 		Registerer:          reg,
 	})
@@ -105,6 +113,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		MaxLabelValueLength: cfg.MaxLabelValueLength,
 		Logger:              logger.With("component", "store"),
 		Journal:             storage.Journal(),
+		Shared:              storage.Shared(),
 	}
 	st := store.New(storeOpts)
 	st.RegisterMetrics(reg)

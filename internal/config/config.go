@@ -23,17 +23,22 @@ import (
 
 // Config is the parsed command line.
 type Config struct {
-	Web                     *web.FlagConfig
-	TelemetryPath           string
-	ExternalURL             *url.URL
-	RoutePrefix             string // normalized: "" or "/x" (no trailing slash)
-	ExternalPathPrefix      string // path of ExternalURL, normalized like RoutePrefix
-	EnableLifecycle         bool
-	EnableAdminAPI          bool
-	StoragePath             string
-	InMemory                bool
-	PersistenceFile         string
-	PersistenceInterval     time.Duration
+	Web                 *web.FlagConfig
+	TelemetryPath       string
+	ExternalURL         *url.URL
+	RoutePrefix         string // normalized: "" or "/x" (no trailing slash)
+	ExternalPathPrefix  string // path of ExternalURL, normalized like RoutePrefix
+	EnableLifecycle     bool
+	EnableAdminAPI      bool
+	StoragePath         string
+	InMemory            bool
+	PersistenceFile     string
+	PersistenceInterval time.Duration
+	// EtcdEndpoints, when set, keep the groups in etcd, shared by replicas.
+	EtcdEndpoints           []string
+	EtcdPrefix              string
+	EtcdConfigFile          string
+	EtcdMaxRequestBytes     int
 	DisableConsistencyCheck bool
 	EnableUTF8Names         bool
 	AccessConfig            string
@@ -70,6 +75,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 		maxBody         units.Base2Bytes
 		maxDecompressed units.Base2Bytes
 		maxDecoding     units.Base2Bytes
+		etcdEndpoints   string
 		exit            bool
 	)
 	app.UsageWriter(stdout)
@@ -88,6 +94,10 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("storage.path", "Directory of the durable storage. Every push is on disk (fsynced) there before it is acknowledged.").Default("data").StringVar(&cfg.StoragePath)
 	app.Flag("storage.in-memory", "Keep pushed metrics in memory only, like the reference without --persistence.file; --persistence.file then works as in the reference.").Default("false").BoolVar(&cfg.InMemory)
 	app.Flag("persistence.file", "A persistence file of prometheus/pushgateway. With durable storage it is imported once, on the first start, and left untouched; with --storage.in-memory it is loaded at start and rewritten every --persistence.interval, as the reference does.").Default("").StringVar(&cfg.PersistenceFile)
+	app.Flag("storage.etcd.endpoints", "Comma-separated client URLs of an etcd cluster. Setting it keeps the groups in etcd instead of --storage.path: several replicas of the gateway then share every group, and a push is acknowledged once a quorum of etcd has it. See README, High availability.").Default("").StringVar(&etcdEndpoints)
+	app.Flag("storage.etcd.prefix", "Prefix of every etcd key of this gateway; gateways with different prefixes share one etcd independently.").Default("/pushgate/").StringVar(&cfg.EtcdPrefix)
+	app.Flag("storage.etcd.config.file", "YAML file with etcd's TLS (tls_config: ca_file, cert_file, key_file, server_name, insecure_skip_verify), username, password or password_file, dial_timeout and request_timeout.").Default("").StringVar(&cfg.EtcdConfigFile)
+	app.Flag("storage.etcd.max-request-bytes", "The largest etcd request the gateway sends: a push whose group would be stored larger is refused with 413. Keep it at most etcd's own --max-request-bytes (default 1.5 MiB); raise both together.").Default("1572864").IntVar(&cfg.EtcdMaxRequestBytes)
 	app.Flag("persistence.interval", "With --storage.in-memory and --persistence.file: the interval at which the persistence file is rewritten. With durable storage: how often the storage file is checked for compaction.").Default("5m").DurationVar(&cfg.PersistenceInterval)
 	app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").BoolVar(&cfg.DisableConsistencyCheck)
 	app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").BoolVar(&cfg.EnableUTF8Names)
@@ -114,6 +124,11 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 		return nil, ErrExit
 	}
 	cfg.MaxBodySize, cfg.MaxDecompressedSize, cfg.MaxDecodingMemory = int64(maxBody), int64(maxDecompressed), int64(maxDecoding)
+	for e := range strings.SplitSeq(etcdEndpoints, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.EtcdEndpoints = append(cfg.EtcdEndpoints, e)
+		}
+	}
 	cfg.RoutePrefix = routePrefix(cfg.RoutePrefix, cfg.ExternalURL)
 	cfg.ExternalPathPrefix = routePrefix("", cfg.ExternalURL)
 
@@ -140,6 +155,17 @@ func (c *Config) Validate() error {
 	}
 	if !c.InMemory && c.StoragePath == "" {
 		errs = append(errs, errors.New("--storage.path must not be empty (use --storage.in-memory for no durable storage)"))
+	}
+	if len(c.EtcdEndpoints) > 0 {
+		if c.InMemory {
+			errs = append(errs, errors.New("--storage.etcd.endpoints and --storage.in-memory exclude each other"))
+		}
+		if c.EtcdPrefix == "" {
+			errs = append(errs, errors.New("--storage.etcd.prefix must not be empty"))
+		}
+		if c.EtcdMaxRequestBytes < 4096 {
+			errs = append(errs, fmt.Errorf("--storage.etcd.max-request-bytes must be at least 4096, got %d", c.EtcdMaxRequestBytes))
+		}
 	}
 	if c.PersistenceInterval <= 0 {
 		errs = append(errs, fmt.Errorf("--persistence.interval must be positive, got %s", c.PersistenceInterval))

@@ -5,7 +5,7 @@
 // Each backend is one implementation of the unexported backend interface,
 // chosen in Open: the bbolt journal of package disk (disk.go) and the
 // memory-only mode that keeps rewriting the reference's --persistence.file
-// (memory.go). The etcd backend of issue #10 is a third one, beside them.
+// (memory.go), and etcd, shared by replicas (etcd.go).
 package startup
 
 import (
@@ -17,6 +17,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/pushgate/pushgate/internal/etcd"
 	"github.com/pushgate/pushgate/internal/snapshot"
 	"github.com/pushgate/pushgate/internal/store"
 	"github.com/pushgate/pushgate/internal/ui"
@@ -39,6 +40,10 @@ type Options struct {
 	// rewritten in memory only, and how often the durable storage checks
 	// whether its file is worth compacting.
 	PersistenceInterval time.Duration
+	// Etcd, with endpoints, keeps the groups in etcd, shared with other
+	// replicas (--storage.etcd.*). Dir and PersistenceFile are then
+	// imported into an empty prefix, once.
+	Etcd etcd.Config
 	// Logger; nil discards. Each backend logs with its own component.
 	Logger *slog.Logger
 	// Registerer takes the storage's metrics; nil registers none.
@@ -51,6 +56,9 @@ type Store interface {
 	// Replay adds a group read back from the journal.
 	Replay(value []byte) error
 	Stats() store.Stats
+	// Reset and Apply take the groups and changes of a shared journal.
+	Reset(rev int64, groups []store.Change) error
+	Apply(rev int64, changes []store.Change) error
 }
 
 // backend is one way of keeping the groups. Open picks one; Storage calls its
@@ -93,9 +101,11 @@ func Open(opts Options) (*Storage, error) {
 	switch {
 	case opts.InMemory:
 		b = newMemory(opts.PersistenceFile, opts.PersistenceInterval, logger)
-	// The etcd backend (#10) goes here, chosen by its own option, opened
-	// by its own openEtcd, with the initial load as its restore and the
-	// watch as its run.
+	case len(opts.Etcd.Endpoints) > 0:
+		b, err = openEtcd(opts.Etcd, opts.Dir, opts.PersistenceFile, logger, opts.Registerer)
+		if err != nil {
+			return nil, err
+		}
 	default:
 		b, err = openDisk(opts.Dir, opts.PersistenceFile, opts.PersistenceInterval, logger, opts.Registerer)
 		if err != nil {
@@ -118,8 +128,17 @@ func Open(opts Options) (*Storage, error) {
 }
 
 // Journal is the store's journal (store.Options.Journal); nil in memory-only
-// mode.
+// and etcd mode.
 func (s *Storage) Journal() store.Journal { return s.backend.journal() }
+
+// Shared is the store's shared journal (store.Options.Shared); nil unless
+// the groups are kept in etcd.
+func (s *Storage) Shared() store.Shared {
+	if e, ok := s.backend.(*etcdBackend); ok {
+		return e.shared()
+	}
+	return nil
+}
 
 // Healthy returns why the storage cannot take writes (for readiness), or
 // nil.

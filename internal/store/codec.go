@@ -258,3 +258,12 @@ func decodeGroup(v []byte) (*Group, error) {
 	g.Key = key
 	return g, nil
 }
+
+// ValueID returns the ID of the group a stored value holds.
+func ValueID(value []byte) (string, error) {
+	g, err := decodeGroup(value)
+	if err != nil {
+		return "", err
+	}
+	return g.Key.ID(), nil
+}

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"html/template"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/pushgate/pushgate/internal/grouping"
@@ -21,6 +22,7 @@ var funcs = template.FuncMap{
 	"since":     func(t, now time.Time) time.Duration { return now.Sub(t) },
 	"when":      func(t, now time.Time) timeAt { return timeAt{T: t, Now: now} },
 	"keyLabels": keyLabels,
+	"join":      strings.Join,
 }
 
 // keyLabels orders a grouping key's labels for reading: job first, then

@@ -69,6 +69,19 @@ type StorageState struct {
 	LastCompaction time.Time
 	// Err is why the storage is unhealthy; nil if it is healthy.
 	Err error
+	// Etcd describes the etcd cluster shared with other replicas; nil
+	// unless the groups are kept there.
+	Etcd *EtcdState
+}
+
+// EtcdState is how far this replica follows etcd.
+type EtcdState struct {
+	Endpoints []string
+	Prefix    string
+	// AppliedRevision is the revision up to which this replica has
+	// applied every change; KnownRevision the newest etcd revision it has
+	// seen (changes of other prefixes count too).
+	AppliedRevision, KnownRevision int64
 }
 
 // Options describe the gateway for the pages. The zero value serves a bare
