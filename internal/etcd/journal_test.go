@@ -4,6 +4,8 @@ import (
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
+	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/pushgate/pushgate/internal/etcd"
@@ -29,8 +32,15 @@ func newPrefix() string {
 // runs: loaded, then following the change stream until the test ends.
 func replica(t *testing.T, c *etcdtest.Cluster, prefix string, opts store.Options) (*store.Store, *etcd.Journal) {
 	t.Helper()
+	return replicaOf(t, etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, opts, nil)
+}
+
+// replicaOf is replica with a journal configuration and a registry for its
+// metrics.
+func replicaOf(t *testing.T, cfg etcd.Config, opts store.Options, reg prometheus.Registerer) (*store.Store, *etcd.Journal) {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	j, err := etcd.Open(etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, etcd.Options{Logger: logger})
+	j, err := etcd.Open(cfg, etcd.Options{Logger: logger, Registerer: reg})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -157,4 +167,216 @@ func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Helper()
 	w.t.Log(strings.TrimSpace(string(p)))
 	return len(p), nil
+}
+
+// TestEtcdLimits: a group whose write would exceed the request limit is
+// refused as a limit (413 upstream), and nothing changes.
+func TestEtcdLimits(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	cfg := etcd.Config{Endpoints: c.Endpoints(), Prefix: newPrefix(), MaxRequestBytes: 8192}
+	st, _ := replicaOf(t, cfg, store.Options{}, nil)
+	key := storetest.Key(t, "job=big")
+	if err := st.Push(key, storetest.Families(t, "small 1\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	var body strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&body, "big{i=\"%d\",filler=\"%x\"} %d\n", i, i*7919, i)
+	}
+	err := st.Push(key, storetest.Families(t, body.String()), true)
+	var limit *store.LimitError
+	if !errors.As(err, &limit) || limit.Kind != store.StoredBytes {
+		t.Fatalf("big push: %v, want a StoredBytes limit", err)
+	}
+	if g := st.Group(key.ID()); g == nil || g.Families["small"] == nil || g.Families["big"] != nil {
+		t.Errorf("group changed by a refused push")
+	}
+}
+
+// TestEtcdImport: an import goes into an empty prefix once, never into one
+// with groups, and an interrupted one is completed.
+func TestEtcdImport(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	cli := c.Client(t)
+	ctx := context.Background()
+	values := func(t *testing.T, jobs ...string) map[string][]byte {
+		src := store.New(store.Options{})
+		for _, job := range jobs {
+			if err := src.Push(storetest.Key(t, "job="+job), storetest.Families(t, "m_"+job+" 1\n"), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		// The values a single-node storage would hold.
+		j := &memJournal{m: map[string][]byte{}}
+		again := store.New(store.Options{Journal: j})
+		for _, g := range src.View().Groups {
+			if err := again.Push(g.Key, storetest.Families(t, "m_"+g.Key.Labels()[0].Value+" 1\n"), true); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return j.m
+	}
+	t.Run("once", func(t *testing.T) {
+		prefix := newPrefix()
+		j, err := etcd.Open(etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, etcd.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		done, err := j.Import(ctx, values(t, "a", "b"), "file x")
+		if err != nil || !done {
+			t.Fatalf("first import: %v, %v", done, err)
+		}
+		done, err = j.Import(ctx, values(t, "c"), "file x")
+		if err != nil || done {
+			t.Fatalf("second import: %v, %v; want nothing done", done, err)
+		}
+		st, _ := replica(t, c, prefix, store.Options{})
+		if n := len(st.View().Groups); n != 2 {
+			t.Errorf("%d groups after import, want 2", n)
+		}
+	})
+	t.Run("not into groups", func(t *testing.T) {
+		prefix := newPrefix()
+		st, j := replica(t, c, prefix, store.Options{})
+		if err := st.Push(storetest.Key(t, "job=live"), storetest.Families(t, "x 1\n"), true); err != nil {
+			t.Fatal(err)
+		}
+		done, err := j.Import(ctx, values(t, "a"), "file y")
+		if err != nil || done {
+			t.Fatalf("import into a prefix with groups: %v, %v", done, err)
+		}
+	})
+	t.Run("interrupted", func(t *testing.T) {
+		prefix := newPrefix()
+		// A claim without the done mark: a crash mid-import.
+		if _, err := cli.Put(ctx, prefix+"meta/imported", "pending file z"); err != nil {
+			t.Fatal(err)
+		}
+		j, err := etcd.Open(etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, etcd.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer j.Close()
+		if done, err := j.Import(ctx, values(t, "a"), "file other"); err != nil || done {
+			t.Fatalf("import of another source over a pending one: %v, %v", done, err)
+		}
+		if done, err := j.Import(ctx, values(t, "a", "b", "c"), "file z"); err != nil || !done {
+			t.Fatalf("completing the import: %v, %v", done, err)
+		}
+		resp, err := cli.Get(ctx, prefix+"g/", clientv3.WithPrefix(), clientv3.WithCountOnly())
+		if err != nil || resp.Count != 3 {
+			t.Fatalf("%v groups (%v), want 3", resp.Count, err)
+		}
+	})
+}
+
+// memJournal is a store.Journal in memory, for values as a disk holds them.
+type memJournal struct{ m map[string][]byte }
+
+func (j *memJournal) Save(id string, v []byte) error { j.m[id] = v; return nil }
+func (j *memJournal) Remove(id string) error         { delete(j.m, id); return nil }
+func (j *memJournal) RemoveAll() error               { clear(j.m); return nil }
+
+// TestEtcdReloadAfterCompaction: a replica whose change stream needs
+// revisions etcd compacted away loads everything again, and converges.
+func TestEtcdReloadAfterCompaction(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	prefix := newPrefix()
+	writer, _ := replica(t, c, prefix, store.Options{})
+	// The lagging replica: loaded, but not following yet.
+	reg := prometheus.NewRegistry()
+	j, err := etcd.Open(etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, etcd.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	lagging := store.New(store.Options{Shared: j})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	if err := j.Load(ctx, lagging); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 20 {
+		if err := writer.Push(storetest.Key(t, fmt.Sprintf("job=j%d", i%5)), storetest.Families(t, fmt.Sprintf("v %d\n", i)), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := writer.Delete(storetest.Key(t, "job=j0")); err != nil {
+		t.Fatal(err)
+	}
+	cli := c.Client(t)
+	resp, err := cli.Get(ctx, "x")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli.Compact(ctx, resp.Header.Revision, clientv3.WithCompactPhysical()); err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = j.Follow(ctx, lagging) }()
+	want := storetest.Text(t, writer.View(), nil)
+	deadline := time.Now().Add(10 * time.Second)
+	for storetest.Text(t, lagging.View(), nil) != want && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := storetest.Text(t, lagging.View(), nil); got != want {
+		t.Errorf("lagging replica after reload:\n%s\nwant:\n%s", got, want)
+	}
+	if n := counter(t, reg, "pushgate_etcd_reloads_total"); n < 1 {
+		t.Errorf("reloads = %v, want at least 1", n)
+	}
+}
+
+// TestEtcdQuorumLoss: without a quorum nothing is acknowledged and the
+// journal reports itself unhealthy; both recover without a restart.
+func TestEtcdQuorumLoss(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	cfg := etcd.Config{Endpoints: c.Endpoints(), Prefix: newPrefix()}
+	cfg.RequestTimeout = time.Second
+	st, j := replicaOf(t, cfg, store.Options{}, nil)
+	key := storetest.Key(t, "job=q")
+	if err := st.Push(key, storetest.Families(t, "q 1\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	c.Kill(t, 1)
+	c.Kill(t, 2)
+	if err := st.Push(key, storetest.Families(t, "q 2\n"), true); !errors.Is(err, store.ErrStorage) {
+		t.Fatalf("push without quorum: %v, want a storage error", err)
+	}
+	waitFor(t, 10*time.Second, "unhealthy without quorum", func() bool { return j.Healthy() != nil })
+	if g := st.Group(key.ID()); g == nil {
+		t.Fatal("group gone")
+	}
+	c.Restart(t, 1)
+	c.Restart(t, 2)
+	waitFor(t, 20*time.Second, "healthy again", func() bool { return j.Healthy() == nil })
+	if err := st.Push(key, storetest.Families(t, "q 3\n"), true); err != nil {
+		t.Fatalf("push after recovery: %v", err)
+	}
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting: %s", what)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+func counter(t *testing.T, g prometheus.Gatherer, name string) float64 {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetCounter().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
 }
