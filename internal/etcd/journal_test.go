@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -379,4 +381,97 @@ func counter(t *testing.T, g prometheus.Gatherer, name string) float64 {
 	}
 	t.Fatalf("no metric %s", name)
 	return 0
+}
+
+// TestAcknowledgedWritesSurvive: writes to shared groups through several
+// replicas; afterwards each group holds what one of its last acknowledged
+// writes left (a write is last if no other acknowledged write to the group
+// started after it ended), on every replica.
+func TestAcknowledgedWritesSurvive(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{})
+	prefix := newPrefix()
+	var replicas []*store.Store
+	for range 3 {
+		st, _ := replica(t, c, prefix, store.Options{})
+		replicas = append(replicas, st)
+	}
+	type op struct {
+		start, end time.Time
+		value      int // 0: delete
+	}
+	var mu sync.Mutex
+	acked := map[string][]op{}
+	var wg sync.WaitGroup
+	for w := range 6 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := rand.New(rand.NewPCG(uint64(w), 7))
+			for i := range 40 {
+				group := fmt.Sprintf("g%d", r.IntN(4))
+				key := storetest.Key(t, "job="+group)
+				st := replicas[r.IntN(len(replicas))]
+				o := op{start: time.Now(), value: w*1000 + i + 1}
+				var err error
+				if r.IntN(6) == 0 {
+					o.value = 0
+					err = st.Delete(key)
+				} else {
+					err = st.Push(key, storetest.Families(t, fmt.Sprintf("v %d\n", o.value)), true)
+				}
+				o.end = time.Now()
+				if err == nil {
+					mu.Lock()
+					acked[group] = append(acked[group], o)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for group, ops := range acked {
+		var allowed []int
+		for _, o := range ops {
+			last := true
+			for _, p := range ops {
+				if p.start.After(o.end) {
+					last = false
+					break
+				}
+			}
+			if last {
+				allowed = append(allowed, o.value)
+			}
+		}
+		key := storetest.Key(t, "job="+group)
+		for i, st := range replicas {
+			got := 0
+			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+				got = 0
+				if g := st.Group(key.ID()); g != nil && g.Families["v"] != nil {
+					got = int(valueOf(t, g))
+				}
+				if slices.Contains(allowed, got) {
+					break
+				}
+			}
+			if !slices.Contains(allowed, got) {
+				t.Errorf("replica %d: group %s holds %d, want one of the last acknowledged writes %v", i, group, got, allowed)
+			}
+		}
+	}
+}
+
+func valueOf(t *testing.T, g *store.Group) float64 {
+	t.Helper()
+	text, err := g.Families["v"].AppendText(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fields := strings.Fields(strings.TrimSpace(string(text)))
+	v, err := strconv.ParseFloat(fields[len(fields)-1], 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
 }
