@@ -35,6 +35,11 @@ func (s *Store) Import(groups []Imported, write func(values map[string][]byte) e
 	if s.journal != nil && write == nil {
 		return nil, errors.New("import into a store with a journal needs a write function")
 	}
+	if s.shared != nil {
+		// Its groups come back through Apply; importing is the shared
+		// journal's own (etcd's Import), into an empty prefix.
+		return nil, errors.New("a replica of a shared journal does not import")
+	}
 	s.writers.Lock()
 	defer s.writers.Unlock()
 
