@@ -359,8 +359,9 @@ func (j *Journal) commit(batch []*request) {
 	j.m.commitDuration.Observe(time.Since(start).Seconds())
 	j.m.batchSize.Observe(float64(len(batch)))
 	if err != nil {
+		// In parallel: each may take up to the request timeout.
 		for _, r := range batch {
-			r.done <- j.resolve(r, err)
+			go func() { r.done <- j.resolve(r, err) }()
 		}
 		return
 	}
