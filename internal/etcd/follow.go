@@ -102,11 +102,15 @@ func (j *Journal) change(kv *mvccpb.KeyValue) (store.Change, error) {
 // etcd's order, until ctx ends. When the stream breaks it resumes where it
 // was; when etcd has compacted the revisions it needs, it loads again.
 func (j *Journal) Follow(ctx context.Context, t Target) error {
+	pause := minPause
 	for {
 		err := j.follow(ctx, t)
 		if ctx.Err() != nil {
 			return nil
 		}
+		j.mu.Lock()
+		wasLive := j.watchErr == nil
+		j.mu.Unlock()
 		j.setWatchErr(fmt.Errorf("change stream: %w", err))
 		if errors.Is(err, errCompacted) {
 			j.logger.Warn("change stream fell behind etcd's compaction; loading all groups again", "err", err)
@@ -116,14 +120,27 @@ func (j *Journal) Follow(ctx context.Context, t Target) error {
 			}
 			continue
 		}
-		j.logger.Warn("change stream broke; resuming", "err", err)
+		// Said once per outage, not at every attempt.
+		if wasLive {
+			j.logger.Warn("change stream broke; resuming", "err", err)
+			pause = minPause
+		} else {
+			j.logger.Debug("change stream still broken; resuming", "err", err)
+			pause = min(2*pause, maxPause)
+		}
 		select {
-		case <-time.After(200 * time.Millisecond):
+		case <-time.After(pause):
 		case <-ctx.Done():
 			return nil
 		}
 	}
 }
+
+// Pauses between attempts to resume the change stream.
+const (
+	minPause = 100 * time.Millisecond
+	maxPause = 2 * time.Second
+)
 
 var errCompacted = errors.New("revisions compacted")
 

@@ -240,6 +240,13 @@ func (j *Journal) Commit(w *store.Write) (int64, error) {
 			return 0, &store.LimitError{Kind: store.StoredBytes, Got: r.size, Max: j.maxReq}
 		}
 	}
+	// Without a quorum a write could only time out: refuse it at once.
+	j.mu.Lock()
+	down := j.probeErr
+	j.mu.Unlock()
+	if down != nil {
+		return 0, down
+	}
 	select {
 	case j.queue <- r:
 	case <-j.stop:
@@ -424,7 +431,13 @@ func (j *Journal) resolve(r *request, err error) result {
 	j.m.unknown.Inc()
 	deadline := time.Now().Add(j.timeout)
 	for {
-		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		// Each attempt is short: one stuck on a member that just died
+		// must not use up the time in which another could answer.
+		attempt := time.Now().Add(readBackAttempt)
+		if attempt.After(deadline) {
+			attempt = deadline
+		}
+		ctx, cancel := context.WithDeadline(context.Background(), attempt)
 		res, rerr := j.readBack(ctx, r)
 		cancel()
 		if rerr == nil {
@@ -469,6 +482,9 @@ func (j *Journal) readBack(ctx context.Context, r *request) (result, error) {
 	// write conflicts with it, and the store sees it before it retries.
 	return result{err: &store.ConflictError{Rev: resp.Header.Revision}}, nil
 }
+
+// readBackAttempt bounds one attempt to read a write back.
+const readBackAttempt = 500 * time.Millisecond
 
 // definite reports whether err is a refusal by etcd, after which the write
 // surely was not made, rather than a lost answer.
