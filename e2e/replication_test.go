@@ -264,6 +264,7 @@ type op struct {
 	val    float64
 	status int    // 0: no answer
 	reason string // the body of an answer other than 200 or 202, or why there was none
+	took   time.Duration
 }
 
 func (o op) String() string {
@@ -271,7 +272,7 @@ func (o op) String() string {
 	if o.del {
 		s = "DELETE"
 	}
-	s += " -> " + strconv.Itoa(o.status)
+	s += " -> " + strconv.Itoa(o.status) + " in " + o.took.Round(time.Millisecond).String()
 	if o.reason != "" {
 		s += " " + strconv.Quote(truncate(o.reason, 200))
 	}
@@ -338,11 +339,13 @@ func writeLoad(ctx context.Context, reps []*replica, job string, writers, groups
 				o := op{del: rng.IntN(4) == 0, val: float64(seq)}
 				var resp response
 				var err error
+				start := time.Now()
 				if o.del {
 					resp, err = r.req(http.MethodDelete, path, nil)
 				} else {
 					resp, err = r.req(http.MethodPut, path, fmt.Appendf(nil, "# TYPE ha_w gauge\nha_w %d\n", seq))
 				}
+				o.took = time.Since(start)
 				switch {
 				case err != nil:
 					o.reason = err.Error()
@@ -359,9 +362,10 @@ func writeLoad(ctx context.Context, reps []*replica, job string, writers, groups
 	return logs
 }
 
-// tally counts the answers of every op in logs by status (0: none), and
-// lists the first few that were not acknowledged.
-func tally(logs []*groupLog) (byStatus map[int]int, failed []string) {
+// tally counts the answers of every op in logs by status (0: none), lists
+// the first few that were not acknowledged, and finds the slowest
+// acknowledged one.
+func tally(logs []*groupLog) (byStatus map[int]int, failed []string, slowest op) {
 	byStatus = map[int]int{}
 	for _, l := range logs {
 		for _, o := range l.ops {
@@ -369,15 +373,18 @@ func tally(logs []*groupLog) (byStatus map[int]int, failed []string) {
 			if !acked(o.status) && len(failed) < 5 {
 				failed = append(failed, "g="+l.id+": "+o.String())
 			}
+			if acked(o.status) && o.took > slowest.took {
+				slowest = o
+			}
 		}
 	}
-	return byStatus, failed
+	return byStatus, failed, slowest
 }
 
 func logTally(t testing.TB, logs []*groupLog) {
 	t.Helper()
-	n, failed := tally(logs)
-	t.Logf("answers by status (0: none): %v", n)
+	n, failed, slowest := tally(logs)
+	t.Logf("answers by status (0: none): %v; slowest acknowledged: %s", n, slowest)
 	for _, f := range failed {
 		t.Logf("  not acknowledged: %s", f)
 	}
