@@ -79,6 +79,7 @@ func (j *Journal) load(ctx context.Context, t Target) error {
 	j.mu.Lock()
 	j.applied = rev
 	j.watchErr = nil
+	j.probeErr = nil // the linearizable reads took a quorum
 	j.mu.Unlock()
 	j.updateUp()
 	j.logger.Info("loaded groups from etcd", "groups", len(groups), "revision", rev)
@@ -91,7 +92,7 @@ func (j *Journal) change(kv *mvccpb.KeyValue) (store.Change, error) {
 	if !ok {
 		return store.Change{}, fmt.Errorf("key %q outside the groups", kv.Key)
 	}
-	v, err := splitValue(kv.Value)
+	v, err := j.decode(kv.Value)
 	if err != nil {
 		return store.Change{}, fmt.Errorf("group %q: %w", id, err)
 	}

@@ -53,9 +53,9 @@ func (j *Journal) Import(ctx context.Context, values map[string][]byte, source s
 		return nil
 	}
 	for id, v := range values {
-		value := make([]byte, nonceLen, nonceLen+len(v))
-		_, _ = rand.Read(value)
-		value = append(value, v...)
+		nonce := make([]byte, nonceLen)
+		_, _ = rand.Read(nonce)
+		value := j.encode(nonce, v)
 		if len(ops) == importChunk || size+len(value)+len(id)+requestOverhead > j.maxReq {
 			if err := flush(); err != nil {
 				return false, err

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/klauspost/compress/zstd"
 	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -149,8 +150,17 @@ func TestReplicasConverge(t *testing.T) {
 		t.Fatal(err)
 	}
 	local := store.New(store.Options{Now: clock.Now})
+	dec, err := zstd.NewReader(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer dec.Close()
 	for _, kv := range resp.Kvs {
-		if err := local.Replay(kv.Value[8:]); err != nil { // past the write nonce
+		v, err := dec.DecodeAll(kv.Value[8:], nil) // past the write nonce
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := local.Replay(v); err != nil {
 			t.Errorf("group %q does not load into a fresh store: %v", kv.Key, err)
 		}
 	}
