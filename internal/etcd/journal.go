@@ -45,8 +45,14 @@ const (
 )
 
 // committers is how many transactions may be in flight at once; writes
-// queued meanwhile share the next one.
-const committers = 4
+// queued meanwhile share the next one. Few, so that writes do share them:
+// etcd's cost is per transaction more than per write.
+const committers = 2
+
+// commitTimeout bounds one transaction. Short, so that a write lost with
+// a failing leader is read back and, if need be, written again soon after
+// the new leader is up, well within the request timeout.
+const commitTimeout = 2 * time.Second
 
 // Options configure a Journal.
 type Options struct {
@@ -246,16 +252,16 @@ func (j *Journal) Commit(w *store.Write) (int64, error) {
 	r := &request{w: w, done: make(chan result, 1)}
 	switch {
 	case w.All:
-		r.ops, r.size = 1, requestOverhead
+		r.ops, r.size = 1+len(w.Guards), requestOverhead
 	case w.Value == nil:
-		r.ops, r.size = 1, requestOverhead+len(w.ID)
+		r.ops, r.size = 1+len(w.Guards), requestOverhead+len(w.ID)
 	default:
 		r.nonce = make([]byte, nonceLen)
 		_, _ = rand.Read(r.nonce)
 		r.value = j.encode(r.nonce, w.Value)
 		r.ops = 1 + len(w.Guards)
 		r.size = requestOverhead + 2*len(w.ID) + len(r.value)
-		for _, g := range w.Guards {
+		for _, g := range append(w.Guards, w.Checks...) {
 			r.size += 2 * (len(j.prefix) + len(guardsDir) + len(g) + 8)
 		}
 		if r.size > j.maxReq {
@@ -347,19 +353,28 @@ func (j *Journal) gather(first *request) []*request {
 // ops returns a write's comparisons and operations.
 func (j *Journal) ops(r *request) ([]clientv3.Cmp, []clientv3.Op) {
 	w := r.w
+	var cmps []clientv3.Cmp
+	var ops []clientv3.Op
+	gk := j.key(groupsDir, w.ID)
 	switch {
 	case w.All:
-		return nil, []clientv3.Op{clientv3.OpDelete(j.key(groupsDir, ""), clientv3.WithPrefix())}
+		ops = append(ops, clientv3.OpDelete(j.key(groupsDir, ""), clientv3.WithPrefix()))
 	case w.Value == nil:
-		return nil, []clientv3.Op{clientv3.OpDelete(j.key(groupsDir, w.ID))}
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(gk), "=", w.Rev))
+		ops = append(ops, clientv3.OpDelete(gk))
+	default:
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(gk), "=", w.Rev))
+		ops = append(ops, clientv3.OpPut(gk, string(r.value)))
 	}
-	gk := j.key(groupsDir, w.ID)
-	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.ModRevision(gk), "=", w.Rev)}
-	ops := []clientv3.Op{clientv3.OpPut(gk, string(r.value))}
 	for _, g := range w.Guards {
 		k := j.key(guardsDir, g)
-		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "<", w.Base+1))
+		if !w.All {
+			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(k), "<", w.Base+1))
+		}
 		ops = append(ops, clientv3.OpPut(k, ""))
+	}
+	for _, g := range w.Checks {
+		cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(j.key(guardsDir, g)), "<", w.Base+1))
 	}
 	return cmps, ops
 }
@@ -367,7 +382,7 @@ func (j *Journal) ops(r *request) ([]clientv3.Cmp, []clientv3.Op) {
 // commit sends one transaction: a plain one for a single write, else one
 // nested transaction per write, each with its own conditions.
 func (j *Journal) commit(batch []*request) {
-	ctx, cancel := context.WithTimeout(context.Background(), j.timeout)
+	ctx, cancel := context.WithTimeout(context.Background(), min(j.timeout, commitTimeout))
 	defer cancel()
 	var txn clientv3.Txn
 	if len(batch) == 1 {
@@ -475,18 +490,26 @@ func (j *Journal) resolve(r *request, err error) result {
 }
 
 func (j *Journal) readBack(ctx context.Context, r *request) (result, error) {
-	if r.w.All || r.w.Value == nil {
-		// Deletes are unconditional: make it again.
+	if r.w.All {
+		// A wipe is unconditional: make it again.
 		cmps, ops := j.ops(r)
 		resp, err := j.cli.Txn(ctx).If(cmps...).Then(ops...).Commit()
 		if err != nil {
 			return result{}, err
 		}
 		j.saw(resp.Header.Revision)
-		if resp.Responses[0].GetResponseDeleteRange().Deleted == 0 {
-			return result{rev: j.tick()}, nil
-		}
 		return result{rev: resp.Header.Revision}, nil
+	}
+	if r.w.Value == nil {
+		resp, err := j.cli.Get(ctx, j.key(groupsDir, r.w.ID))
+		if err != nil {
+			return result{}, err
+		}
+		j.saw(resp.Header.Revision)
+		if len(resp.Kvs) == 0 {
+			return result{rev: j.tick()}, nil // gone: by this delete or another
+		}
+		return result{err: &store.ConflictError{Rev: resp.Header.Revision}}, nil
 	}
 	resp, err := j.cli.Get(ctx, j.key(groupsDir, r.w.ID))
 	if err != nil {

@@ -340,3 +340,22 @@ func (p *prepared) get(name string) *family.Family {
 	}
 	return nil
 }
+
+// instances maps the hash of each pushed series to its instance label, for
+// a group whose key has none (else nil: the key's applies to all).
+func (p *prepared) instances(key grouping.Key) map[uint64]string {
+	if _, _, keyed := jobInstance(key); keyed {
+		return nil
+	}
+	m := map[uint64]string{}
+	for i, ms := range p.metrics {
+		for j, metric := range ms {
+			for _, lp := range metric.Label {
+				if lp.GetName() == instanceLabel {
+					m[p.series[i][j]] = lp.GetValue()
+				}
+			}
+		}
+	}
+	return m
+}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/cespare/xxhash/v2"
 	"github.com/prometheus/common/model"
+	"github.com/pushgate/pushgate/internal/grouping"
 )
 
 // Shared is a journal that several stores write and read: replicas of the
@@ -30,18 +31,20 @@ type Shared interface {
 // Write is one change to a shared journal.
 type Write struct {
 	// ID is the group's ID. Value is its new stored value; nil deletes
-	// it. All deletes every group (ID and Value unused).
+	// it. All deletes every group and changes Guards, unconditionally
+	// (ID, Value, Rev, Base and Checks unused).
 	ID    string
 	Value []byte
 	All   bool
-	// For a value: Rev is the revision of the group's current value the
-	// write replaces (0: there is none), and the write fails if the group
-	// changed since. A delete is unconditional.
+	// Rev is the revision of the group's current value the write replaces
+	// or deletes (0: there is none); the write fails if the group changed
+	// since.
 	Rev int64
-	// Base is the revision the check saw; each of Guards must not have
-	// changed after it. The write changes each of Guards.
+	// Base is the revision the check saw; each of Guards and Checks must
+	// not have changed after it. The write changes each of Guards.
 	Base   int64
 	Guards []string
+	Checks []string
 }
 
 // ConflictError reports a write that lost a race: something it relied on
@@ -70,34 +73,57 @@ const maxAttempts = 8
 // this replica is just behind.
 const applyWait = 10 * time.Second
 
-// Guard keys. A write whose check relied on the absence of something in
-// other groups (a new metric name, a type change, a new series) changes a
-// guard key that any write that could contradict it changes too; of two
-// such writes checked at the same revision, only the first to commit
-// succeeds, the other checks again. Writes that only change values of
-// series their group has touch no guard and do not contend.
+// Guard keys. Two writes to different groups, each consistent with what
+// its replica saw, may together make the exposition inconsistent. Each
+// such pair shares a guard key that one of them changes and the other
+// compares: of two writes checked at the same revision, the first to
+// commit wins and the other checks again.
 //
-// A name's guard is found by its underscore-escaped form (what a scraper
-// without UTF-8 support sees, where two names can clash) and by the base a
-// histogram or summary suffix belongs to (h_sum clashes with histogram h).
-// Names and series hash into a fixed number of guards so that etcd holds a
-// bounded number of them, whatever is pushed, and a write stays within
-// etcd's 128 operations per transaction; names sharing a guard contend
-// only when both are new.
+//   - A write that decides a metric name's type (the name is new to the
+//     store, or its sole holder retypes it) or that removes the name's last
+//     holder changes the name's guards; one that adds a holder of a name
+//     others hold compares them (many groups joining a name do not
+//     contend). A name's guards are those of its underscore-escaped form
+//     (what a scraper without UTF-8 support sees, where two names can
+//     clash) and of the base a histogram or summary suffix belongs to
+//     (h_sum clashes with histogram h).
+//   - A write that adds series its group did not have changes the series
+//     guard of their job and instance labels: a series in two groups has
+//     the same labels in both, these two included, so the groups that could
+//     clash share it, while groups of different instances rarely do.
+//
+// Writes that only change values of series their group has touch no guard
+// and do not contend. Names and series hash into a fixed number of guards,
+// so that etcd holds a bounded number of them whatever is pushed, and a
+// write stays within etcd's 128 operations per transaction.
 const (
 	nameGuards   = 32
-	seriesGuards = 32
+	seriesGuards = 64
 )
 
 // A guard is numbered: names' from 0, series' after them.
 func nameGuard(name string) int { return int(xxhash.Sum64String(name) % nameGuards) }
-func seriesGuard(h uint64) int  { return nameGuards + int(h%seriesGuards) }
+
+func seriesGuard(job, instance string) int {
+	return nameGuards + int(xxhash.Sum64String(job+"\xff"+instance)%seriesGuards)
+}
 
 func guardKey(g int) string {
 	if g < nameGuards {
 		return "n" + strconv.Itoa(g)
 	}
 	return "s" + strconv.Itoa(g-nameGuards)
+}
+
+// nameGuards adds the guards of name to set.
+func addNameGuards(set map[int]bool, name string) {
+	esc := model.EscapeName(name, model.UnderscoreEscaping)
+	set[nameGuard(esc)] = true
+	for _, suffix := range []string{"_count", "_sum", "_bucket"} {
+		if base, ok := strings.CutSuffix(esc, suffix); ok {
+			set[nameGuard(base)] = true
+		}
+	}
 }
 
 // guardLocks serialize this replica's writes that change the same guard,
@@ -136,39 +162,90 @@ func (l *guardLocks) unlock(h held) {
 	}
 }
 
-// sharedWriteLocked builds the write of ng over old, and returns the
-// guards it changes.
-func (s *Store) sharedWriteLocked(old, ng *Group) (*Write, []int) {
-	w := &Write{ID: ng.Key.ID(), Value: encodeGroup(ng), Base: s.rev}
+// sharedWriteLocked builds the write that replaces old by ng (nil: deletes
+// the group), and returns the guards it changes. instances gives the
+// instance label of a pushed series by hash, for a group whose key has
+// none; nil means "".
+func (s *Store) sharedWriteLocked(id string, old, ng *Group, instances map[uint64]string) (*Write, []int) {
+	w := &Write{ID: id, Base: s.rev}
 	if old != nil {
 		w.Rev = old.rev
 	}
-	guards := map[int]bool{}
-	for name, f := range ng.Families {
-		if f.Series == 0 || (old != nil && old.Families[name] == f) {
-			continue
-		}
-		if e := s.names[name]; name != PushTimeName && name != PushFailureName && (!holds(old, name) || e == nil || e.typ != f.Type) {
-			esc := model.EscapeName(name, model.UnderscoreEscaping)
-			guards[nameGuard(esc)] = true
-			for _, suffix := range []string{"_count", "_sum", "_bucket"} {
-				if base, ok := strings.CutSuffix(esc, suffix); ok {
-					guards[nameGuard(base)] = true
+	if ng != nil {
+		w.Value = encodeGroup(ng)
+	}
+	changes, compares := map[int]bool{}, map[int]bool{}
+	if ng != nil {
+		job, instance, keyed := jobInstance(ng.Key)
+		for name, f := range ng.Families {
+			if f.Series == 0 || (old != nil && old.Families[name] == f) {
+				continue
+			}
+			if name != PushTimeName && name != PushFailureName {
+				e := s.names[name]
+				others := e != nil && e.groups-boolInt(holds(old, name)) > 0
+				switch {
+				case holds(old, name) && e != nil && e.typ != f.Type: // retyped
+					addNameGuards(changes, name)
+				case holds(old, name):
+				case !others && (e == nil || !e.reserved):
+					addNameGuards(changes, name)
+				default:
+					addNameGuards(compares, name)
+				}
+			}
+			for _, h := range ng.hashes[name] {
+				if owner, ok := s.series[h]; !ok || old == nil || owner != old.num {
+					inst := instance
+					if !keyed {
+						inst = instances[h]
+					}
+					changes[seriesGuard(job, inst)] = true
 				}
 			}
 		}
-		for _, h := range ng.hashes[name] {
-			if owner, ok := s.series[h]; !ok || old == nil || owner != old.num {
-				guards[seriesGuard(h)] = true
+	}
+	if old != nil {
+		for name, f := range old.Families {
+			if e := s.names[name]; f.Series > 0 && !holds(ng, name) && e != nil && !e.reserved && e.groups == 1 {
+				addNameGuards(changes, name) // its last holder
 			}
 		}
 	}
-	nums := make([]int, 0, len(guards))
-	for g := range guards {
+	nums := make([]int, 0, len(changes))
+	for g := range changes {
 		nums = append(nums, g)
 		w.Guards = append(w.Guards, guardKey(g))
 	}
+	for g := range compares {
+		if !changes[g] {
+			w.Checks = append(w.Checks, guardKey(g))
+		}
+	}
 	return w, nums
+}
+
+// jobInstance returns the job label of a key, and its instance label if it
+// has one.
+func jobInstance(k grouping.Key) (job, instance string, keyed bool) {
+	for _, l := range k.Labels() {
+		switch l.Name {
+		case grouping.JobLabel:
+			job = l.Value
+		case instanceLabel:
+			instance, keyed = l.Value, true
+		}
+	}
+	return job, instance, keyed
+}
+
+// allNameGuards are the guards a wipe changes: it removes every holder.
+func allNameGuards() []string {
+	keys := make([]string, nameGuards)
+	for g := range keys {
+		keys[g] = guardKey(g)
+	}
+	return keys
 }
 
 // commitShared commits w and waits until this store has applied it.

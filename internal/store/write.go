@@ -73,6 +73,10 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 		return err
 	}
 	pushed := len(p.families)
+	var instances map[uint64]string
+	if s.shared != nil {
+		instances = p.instances(key)
+	}
 	err = s.write(key.ID(), func(old *Group) (*Group, error) {
 		failure, failureHash := noFailure, noFailureHash
 		var failTime time.Time
@@ -93,7 +97,7 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 			return nil, err
 		}
 		return ng, nil
-	})
+	}, instances)
 	if errors.Is(err, ErrInvalid) {
 		s.recordFailure(key, now)
 	}
@@ -101,9 +105,11 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 }
 
 // write builds the group's next value under mu with build (nil: nothing
-// to write) and commits it; with a shared journal it builds again after a
-// lost race, a few times. The caller holds the group's key lock.
-func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
+// to write; deletion, with a shared journal only: delete the group) and
+// commits it; with a shared journal it builds again after a lost race, a
+// few times. instances is for the shared journal's guards (see
+// sharedWriteLocked). The caller holds the group's key lock.
+func (s *Store) write(id string, build func(old *Group) (*Group, error), instances map[uint64]string) error {
 	var guards held
 	defer func() { s.guards.unlock(guards) }()
 	for attempt := 1; ; {
@@ -119,7 +125,10 @@ func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
 			s.mu.Unlock()
 			return s.commit(old, ng, r)
 		}
-		w, need := s.sharedWriteLocked(old, ng)
+		if ng == deletion {
+			ng = nil
+		}
+		w, need := s.sharedWriteLocked(id, old, ng, instances)
 		s.mu.Unlock()
 		if !guards.covers(need) {
 			// Wait for this replica's writes of those guards, then
@@ -142,6 +151,9 @@ func (s *Store) write(id string, build func(old *Group) (*Group, error)) error {
 		s.waitApplied(conflict.Rev)
 	}
 }
+
+// deletion is what write's build returns to delete the group.
+var deletion = &Group{}
 
 // checkPushSize refuses a push over the per-push series limit before any
 // work is spent on it.
@@ -261,7 +273,7 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 			hashes:   map[string][]uint64{PushTimeName: {pushTimeHash}, PushFailureName: {failureHash}},
 			FailTime: now,
 		}, nil
-	})
+	}, nil)
 	if err != nil {
 		s.logger.Warn("record push failure", "grouping_key", key.String(), "err", err)
 	}
@@ -287,9 +299,7 @@ func (s *Store) Delete(key grouping.Key) error {
 	defer s.writers.RUnlock()
 	defer s.keys.lock(key.ID())()
 	if s.shared != nil {
-		// Whether another replica's push is still on its way here or
-		// not, the group goes: the delete is ordered after it in etcd.
-		return s.commitShared(&Write{ID: key.ID()})
+		return s.write(key.ID(), func(*Group) (*Group, error) { return deletion, nil }, nil)
 	}
 	s.mu.Lock()
 	old := s.groups[key.ID()]
@@ -313,7 +323,7 @@ func (s *Store) Wipe() error {
 	s.writers.Lock()
 	defer s.writers.Unlock()
 	if s.shared != nil {
-		return s.commitShared(&Write{All: true})
+		return s.commitShared(&Write{All: true, Guards: allNameGuards()})
 	}
 	if s.journal != nil {
 		if err := s.journal.RemoveAll(); err != nil {
