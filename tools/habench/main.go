@@ -347,7 +347,7 @@ func commitStats(c *http.Client, urls []string) []commits {
 func runProp(args []string) error {
 	fs := flag.NewFlagSet("prop", flag.ExitOnError)
 	urls := fs.String("urls", "", "comma-separated replica URLs; every ordered pair is measured")
-	samples := fs.Int("samples", 200, "pushes measured per pair")
+	samples := fs.Int("samples", 200, "pushes timed per pair (as many again check read-your-writes on the pushing replica)")
 	interval := fs.Duration("interval", time.Millisecond, "pause between two polls of the other replica")
 	timeout := fs.Duration("timeout", 5*time.Second, "give up on a sample after this long")
 	load := fs.Int("load", 0, "background pushers (100-series PUTs to 10 groups, spread over the replicas)")
@@ -393,7 +393,10 @@ func runProp(args []string) error {
 			var lat []time.Duration
 			var polls, stale int
 			group := fmt.Sprintf("/metrics/job/habench-probe/pair/%d-%d", a, b)
-			for n := 1; n <= *samples; n++ {
+			// Odd pushes check read-your-writes on A: an acknowledged push
+			// shows there at once (else it counts in "stale A"). Even pushes are timed on B, with no
+			// request to A in between.
+			for n := 1; n <= 2**samples; n++ {
 				// New in this run too: the group may hold an older run's value.
 				value := float64(run*100000 + n)
 				line := "habench_probe_value " + strconv.FormatFloat(value, 'f', -1, 64) + "\n"
@@ -402,11 +405,13 @@ func runProp(args []string) error {
 					continue
 				}
 				acked := time.Now()
-				// Read-your-writes on A: an acknowledged push shows at once.
-				if body, err := do(client, http.MethodGet, targets[a]+"/metrics", nil); err != nil {
-					fails.add(err)
-				} else if !probeShows(body, group, value) {
-					stale++
+				if n%2 == 1 {
+					if body, err := do(client, http.MethodGet, targets[a]+"/metrics", nil); err != nil {
+						fails.add(err)
+					} else if !probeShows(body, group, value) {
+						stale++
+					}
+					continue
 				}
 				seenAfter := time.Duration(-1)
 				for p := 1; time.Since(acked) < *timeout; p++ {
