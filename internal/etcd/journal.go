@@ -478,7 +478,11 @@ func (j *Journal) resolve(r *request, err error) result {
 		if rerr == nil {
 			return res
 		}
-		if time.Now().After(deadline) {
+		j.mu.Lock()
+		down := j.probeErr
+		j.mu.Unlock()
+		if time.Now().After(deadline) || down != nil {
+			// No quorum: the write cannot commit later either.
 			return result{err: fmt.Errorf("etcd unavailable, write not acknowledged (%v; reading it back: %v)", err, rerr)}
 		}
 		select {
