@@ -482,7 +482,9 @@ func (j *Journal) resolve(r *request, err error) result {
 		down := j.probeErr
 		j.mu.Unlock()
 		if time.Now().After(deadline) || down != nil {
-			// No quorum: the write cannot commit later either.
+			// No quorum: 503 now rather than after the timeout. (A
+			// write refused so may still land when the quorum is back;
+			// 503 says "not acknowledged", and a retry is harmless.)
 			return result{err: fmt.Errorf("etcd unavailable, write not acknowledged (%v; reading it back: %v)", err, rerr)}
 		}
 		select {
