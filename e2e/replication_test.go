@@ -15,6 +15,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -810,13 +811,16 @@ func TestReplicationCompactionReload(t *testing.T) {
 	writer, victim := c.reps[0], c.reps[2]
 	// put may run in any goroutine; it reports a failure with Errorf.
 	put := func(g, seq int) {
-		// About 8 KiB a group, so the writes overflow what etcd (128
-		// responses a watcher) and the connection (gRPC's flow-control
-		// window) buffer for a watcher that does not read.
+		// About 8 KiB a group, random so that compression cannot shrink
+		// it, so that the writes overflow what etcd (128 responses a
+		// watcher) and the connection (gRPC's flow-control window)
+		// buffer for a watcher that does not read.
 		var b bytes.Buffer
 		b.WriteString("# TYPE ha_cp gauge\n")
 		for s := range 100 {
-			fmt.Fprintf(&b, "ha_cp{series=\"s%03d\",pad=\"%s\"} %d\n", s, strings.Repeat("x", 48), seq)
+			pad := make([]byte, 24)
+			_, _ = crand.Read(pad)
+			fmt.Fprintf(&b, "ha_cp{series=\"s%03d\",pad=\"%x\"} %d\n", s, pad, seq)
 		}
 		resp, err := writer.req(http.MethodPut, fmt.Sprintf("/metrics/job/ha6/g/%d", g), b.Bytes())
 		if err != nil || resp.status != http.StatusOK {
@@ -844,7 +848,7 @@ func TestReplicationCompactionReload(t *testing.T) {
 			_ = syscall.Kill(pid, syscall.SIGCONT)
 		}
 	}()
-	const writes = 240
+	const writes = 400
 	start := time.Now()
 	var wg sync.WaitGroup
 	for w := range 4 {

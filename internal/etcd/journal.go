@@ -268,12 +268,10 @@ func (j *Journal) Commit(w *store.Write) (int64, error) {
 			return 0, &store.LimitError{Kind: store.StoredBytes, Got: r.size, Max: j.maxReq}
 		}
 	}
-	// Without a quorum a write could only time out: refuse it at once.
-	j.mu.Lock()
-	down := j.probeErr
-	j.mu.Unlock()
-	if down != nil {
-		return 0, down
+	// Without a quorum (the probe fails, or the change stream lost its
+	// leader) a write could only time out: refuse it at once.
+	if err := j.Healthy(); err != nil {
+		return 0, err
 	}
 	select {
 	case j.queue <- r:
