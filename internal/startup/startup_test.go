@@ -172,7 +172,7 @@ func restart(t *testing.T, opts startup.Options, s start) (groups []string, log 
 			t.Errorf("Close: %v", err)
 		}
 	}()
-	st := store.New(store.Options{Journal: storage.Journal()})
+	st := store.New(store.Options{Journal: storage.Journal(), Shared: storage.Shared()})
 	err = storage.Restore(context.Background(), st)
 	groups = groupKeys(st)
 	switch {
@@ -183,21 +183,24 @@ func restart(t *testing.T, opts startup.Options, s start) (groups []string, log 
 	case err != nil:
 		return groups, buf.String()
 	}
+	// Run goes on beside the writes, as in the gateway (in etcd mode it
+	// is what applies them); a cancel makes it do its last work (the
+	// final snapshot in memory-only mode) and return.
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan error, 1)
+	go func() { ran <- storage.Run(ctx) }()
 	if s.push != "" {
 		if err := st.Push(storetest.Key(t, s.push), storetest.Families(t, "# TYPE other_value gauge\nother_value 1\n"), true); err != nil {
-			t.Fatalf("Push: %v", err)
+			t.Errorf("Push: %v", err)
 		}
 	}
 	if s.remove != "" {
 		if err := st.Delete(storetest.Key(t, s.remove)); err != nil {
-			t.Fatalf("Delete: %v", err)
+			t.Errorf("Delete: %v", err)
 		}
 	}
-	// A cancelled context: Run does its last work (the final snapshot in
-	// memory-only mode) and returns.
-	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := storage.Run(ctx); err != nil {
+	if err := <-ran; err != nil {
 		t.Fatalf("Run: %v", err)
 	}
 	return groups, buf.String()
@@ -219,7 +222,7 @@ func TestReplayError(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := store.New(store.Options{Journal: storage.Journal()})
+	st := store.New(store.Options{Journal: storage.Journal(), Shared: storage.Shared()})
 	err = storage.Restore(context.Background(), st)
 	const want = "restore from storage (the file is left as it is; move it away to start empty): "
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, store.ErrCorrupt) {
