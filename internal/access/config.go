@@ -9,6 +9,12 @@
 // bcrypt hashes, or a bearer token against its SHA-256), classifies it
 // (open, read, push to a grouping key, admin) and lets it through or answers
 // 401 or 403 without calling the route, so a refused push changes nothing.
+//
+// One route authorizes per group instead: DELETE /api/v1/groups (delete by
+// matcher) can touch many groups, not known before the handler reads the
+// store. The guard lets any principal with push scopes (or the admin role)
+// through and attaches its scope to the request context; the handler asks
+// ScopeFrom about each matching group and leaves the others alone.
 package access
 
 import (

@@ -83,6 +83,9 @@ func (g *Guard) Wrap(next http.Handler) http.Handler {
 			g.refuse(w, r, http.StatusForbidden, p.String(), msg)
 			return
 		}
+		if a.kind == kindScoped {
+			r = r.WithContext(withScope(r.Context(), p.mayPush))
+		}
 		next.ServeHTTP(w, r)
 	})
 }
@@ -109,10 +112,11 @@ func (g *Guard) refuse(w http.ResponseWriter, r *http.Request, code int, who, ms
 type kind int
 
 const (
-	kindOpen  kind = iota // health and readiness, CORS preflight
-	kindRead              // scrape, UI pages, read API
-	kindPush              // push/delete of one group
-	kindAdmin             // everything else
+	kindOpen   kind = iota // health and readiness, CORS preflight
+	kindRead               // scrape, UI pages, read API
+	kindPush               // push/delete of one group
+	kindScoped             // delete by matcher: authorized per group by the handler (ScopeFrom)
+	kindAdmin              // everything else
 )
 
 // action is what a request would do.
@@ -136,10 +140,17 @@ func (a action) allowedFor(p *principal) bool {
 		return len(p.push) > 0
 	case a.kind == kindPush:
 		return p.mayPush(a.key)
+	case a.kind == kindScoped:
+		// The handler skips the groups outside the push scopes.
+		return len(p.push) > 0
 	default:
 		return false
 	}
 }
+
+// GroupsPath is the API route whose DELETE is authorized per group (see
+// ScopeFrom), relative to the route prefix.
+const GroupsPath = "/api/v1/groups"
 
 // maxFormBytes is the UI's limit on an action's form (internal/ui).
 const maxFormBytes = 64 << 10
@@ -152,6 +163,9 @@ const maxFormBytes = 64 << 10
 //	/-/quit, /debug/pprof/... (any method)          admin
 //	PUT, POST, DELETE /metrics/job[@base64]/...     push to the key in the path
 //	POST /delete (UI)                               push to the key in the form's "group"
+//	DELETE /api/v1/groups                           scoped: any admin or principal with push
+//	                                                scopes; the handler deletes only groups in
+//	                                                scope (ScopeFrom)
 //	GET, HEAD anything else                         read (telemetry path, UI, /api/v1/status|metrics)
 //	anything else                                   admin (PUT /api/v1/admin/wipe, POST /wipe)
 func (g *Guard) classify(r *http.Request) action {
@@ -171,6 +185,9 @@ func (g *Guard) classify(r *http.Request) action {
 	}
 	if p == "/delete" && r.Method == http.MethodPost {
 		return g.pushAction(http.MethodDelete, formGroup(r))
+	}
+	if p == GroupsPath && r.Method == http.MethodDelete {
+		return action{kind: kindScoped, what: "delete groups by matcher"}
 	}
 	if r.Method == http.MethodGet || r.Method == http.MethodHead {
 		return action{kind: kindRead, what: "read " + p}

@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgate/pushgate/internal/access"
+	"github.com/pushgate/pushgate/internal/grouping"
 )
 
 // Principals of testdata/full.good.yml.
@@ -94,6 +95,9 @@ func TestGuardTable(t *testing.T) {
 		{"api metrics", "GET", "/api/v1/metrics", nil},
 		{"api preflight", "OPTIONS", "/api/v1/metrics", nil},
 		{"admin wipe", "PUT", "/api/v1/admin/wipe", nil},
+		{"api groups", "GET", "/api/v1/groups?match[]=job%3D%22x%22", nil},
+		{"api delete groups", "DELETE", "/api/v1/groups?match[]=job%3D%22x%22", nil},
+		{"api delete groups subpath", "DELETE", "/api/v1/groups/x", nil},
 		{"ui wipe", "POST", "/wipe", nil},
 		{"quit", "POST", "/-/quit", nil},
 		{"pprof", "GET", "/debug/pprof/heap", nil},
@@ -112,29 +116,34 @@ func TestGuardTable(t *testing.T) {
 	}
 	// Expected status per principal; 200 means the handler was called.
 	want := map[string]map[string]int{
-		"healthy":             {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
-		"ready":               {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
-		"scrape":              {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"scrape head":         {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"ui overview":         {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"ui group":            {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"ui static":           {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"api status":          {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"api metrics":         {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
-		"api preflight":       {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
-		"admin wipe":          {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"ui wipe":             {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"quit":                {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"pprof":               {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"push billing":        {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
-		"post billing":        {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
-		"delete billing":      {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
-		"push billing base64": {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
-		"push shared team":    {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
-		"push shared":         {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"push payments":       {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
-		"push batch ci":       {alice: 200, grafana: 403, ci: 200, billing: 403, reader: 403, anon: 401},
-		"push batch other":    {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"healthy":       {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
+		"ready":         {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
+		"scrape":        {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"scrape head":   {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"ui overview":   {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"ui group":      {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"ui static":     {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"api status":    {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"api metrics":   {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		"api preflight": {alice: 200, grafana: 200, ci: 200, billing: 200, reader: 200, anon: 200},
+		"admin wipe":    {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"api groups":    {alice: 200, grafana: 200, ci: 403, billing: 403, reader: 200, anon: 200},
+		// Anyone with push scopes reaches the handler, which deletes only
+		// the groups in scope (TestGuardScope).
+		"api delete groups":         {alice: 200, grafana: 403, ci: 200, billing: 200, reader: 403, anon: 401},
+		"api delete groups subpath": {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"ui wipe":                   {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"quit":                      {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"pprof":                     {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"push billing":              {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
+		"post billing":              {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
+		"delete billing":            {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
+		"push billing base64":       {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
+		"push shared team":          {alice: 200, grafana: 403, ci: 403, billing: 200, reader: 403, anon: 401},
+		"push shared":               {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"push payments":             {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
+		"push batch ci":             {alice: 200, grafana: 403, ci: 200, billing: 403, reader: 403, anon: 401},
+		"push batch other":          {alice: 200, grafana: 403, ci: 403, billing: 403, reader: 403, anon: 401},
 		// An unparsable key reaches the handler (which answers 400) for
 		// anyone with push scopes.
 		"push bad path":      {alice: 200, grafana: 403, ci: 200, billing: 200, reader: 403, anon: 401},
@@ -335,4 +344,68 @@ func loadPolicy(t *testing.T, file string) *access.Policy {
 		t.Fatal(err)
 	}
 	return p
+}
+
+// TestGuardScope checks the scope that the guard hands to DELETE
+// /api/v1/groups: the principal's push scopes, everything for an admin, and
+// no scope on other routes.
+func TestGuardScope(t *testing.T) {
+	policy, err := access.Load("testdata/full.good.yml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		scope  access.Scope
+		scoped bool
+	)
+	h := access.NewGuard(policy, access.Options{}).Wrap(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
+		scope, scoped = access.ScopeFrom(r.Context())
+	}))
+	key := func(labels ...string) grouping.Key {
+		m := map[string]string{}
+		for i := 0; i < len(labels); i += 2 {
+			m[labels[i]] = labels[i+1]
+		}
+		k, err := grouping.FromMap(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return k
+	}
+	keys := []grouping.Key{
+		key("job", "billing-x"),
+		key("job", "shared", "team", "billing"),
+		key("job", "batch", "instance", "ci-1"),
+		key("job", "payments"),
+	}
+	tests := []struct {
+		name, auth, method, target string
+		want                       []bool // per key; nil: no scope attached
+	}{
+		{"billing", billing, "DELETE", "/api/v1/groups", []bool{true, true, false, false}},
+		{"ci", ci, "DELETE", "/api/v1/groups", []bool{false, false, true, false}},
+		{"admin", alice, "DELETE", "/api/v1/groups", []bool{true, true, true, true}},
+		{"list", alice, "GET", "/api/v1/groups", nil},
+		{"push", billing, "PUT", "/metrics/job/billing-x", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			scope, scoped = nil, false
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(tt.method, tt.target, nil)
+			r.Header.Set("Authorization", authHeader(tt.auth))
+			h.ServeHTTP(w, r)
+			if w.Code != http.StatusOK {
+				t.Fatalf("%d %q", w.Code, w.Body)
+			}
+			if scoped != (tt.want != nil) {
+				t.Fatalf("scope attached: %v, want %v", scoped, tt.want != nil)
+			}
+			for i, k := range keys {
+				if tt.want != nil && scope(k) != tt.want[i] {
+					t.Errorf("scope(%s) = %v, want %v", k, scope(k), tt.want[i])
+				}
+			}
+		})
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	dto "github.com/prometheus/client_model/go"
 
+	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/histogram"
 	"github.com/pushgate/pushgate/internal/store"
 )
@@ -19,6 +20,9 @@ import (
 type Store interface {
 	View() *store.View
 	Wipe() error
+	// Delete removes one group durably; an error wrapping
+	// store.ErrStorage means it is still there.
+	Delete(key grouping.Key) error
 }
 
 // Options describe the running gateway for the status endpoint.
@@ -52,8 +56,9 @@ type Route struct {
 	Path    string // as http.ServeMux takes it, without a method
 	Name    string // handler label of pushgateway_http_requests_total
 	Handler http.Handler
-	// Write marks an endpoint that changes state; it must wait until the
-	// stored groups are restored (the server answers 503 until then).
+	// Write marks an endpoint that changes state; its methods other than
+	// GET, HEAD and OPTIONS must wait until the stored groups are restored
+	// (the server answers 503 until then).
 	Write bool
 }
 
@@ -64,6 +69,9 @@ func (a *API) Routes() []Route {
 	routes := []Route{
 		{Path: "/status", Name: "api/v1/status", Handler: only(http.MethodGet, cors(http.HandlerFunc(a.status)))},
 		{Path: "/metrics", Name: "api/v1/metrics", Handler: only(http.MethodGet, cors(http.HandlerFunc(a.metrics)))},
+		// DELETE is authorized in the handler (deleteGroups), also without
+		// --web.enable-admin-api when an access config is in use.
+		{Path: "/groups", Name: "api/v1/groups", Handler: a.groups(), Write: true},
 		{Path: "/", Name: "api/v1/options", Handler: cors(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			if r.Method != http.MethodOptions {
 				http.NotFound(w, r)
@@ -106,18 +114,31 @@ func cors(h http.Handler) http.Handler {
 }
 
 type response struct {
-	Status string `json:"status"`
-	Data   any    `json:"data,omitempty"`
+	Status    string `json:"status"`
+	ErrorType string `json:"errorType,omitempty"`
+	Error     string `json:"error,omitempty"`
+	Data      any    `json:"data,omitempty"`
 }
 
 func (a *API) respond(w http.ResponseWriter, data any) {
-	b, err := json.Marshal(response{Status: "success", Data: data})
+	a.write(w, http.StatusOK, response{Status: "success", Data: data})
+}
+
+// respondError answers in the envelope of Prometheus's API errors; data
+// (may be nil) tells what was done before the error.
+func (a *API) respondError(w http.ResponseWriter, code int, errorType, msg string, data any) {
+	a.write(w, code, response{Status: "error", ErrorType: errorType, Error: msg, Data: data})
+}
+
+func (a *API) write(w http.ResponseWriter, code int, resp response) {
+	b, err := json.Marshal(resp)
 	if err != nil {
 		a.logger.Error("encode API response", "err", err)
 		http.Error(w, `{"status":"error","errorType":"internal","error":"encode response"}`, http.StatusInternalServerError)
 		return
 	}
 	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(code)
 	if _, err := w.Write(b); err != nil {
 		a.logger.Debug("write API response", "err", err)
 	}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgate/pushgate/internal/api"
+	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/store"
 	"github.com/pushgate/pushgate/internal/store/storetest"
 )
@@ -175,8 +176,9 @@ func TestStatusJSON(t *testing.T) {
 // failingStore fails every wipe, as a store whose journal is broken does.
 type failingStore struct{ err error }
 
-func (s failingStore) View() *store.View { return &store.View{} }
-func (s failingStore) Wipe() error       { return s.err }
+func (s failingStore) View() *store.View         { return &store.View{} }
+func (s failingStore) Wipe() error               { return s.err }
+func (s failingStore) Delete(grouping.Key) error { return s.err }
 
 // TestRoutes pins what each method gets on each path: the reference's
 // router answers 405 with Allow for a known path and another method, 404
@@ -208,6 +210,12 @@ func TestRoutes(t *testing.T) {
 		{"wipe GET", true, http.MethodGet, "/api/v1/admin/wipe", 405, "PUT", none},
 		{"wipe POST", true, http.MethodPost, "/api/v1/admin/wipe", 405, "PUT", none},
 		{"wipe preflight", true, http.MethodOptions, "/api/v1/admin/wipe", 200, "", cors},
+		{"groups", false, http.MethodGet, "/api/v1/groups", 200, "", cors},
+		{"groups HEAD", false, http.MethodHead, "/api/v1/groups", 200, "", cors},
+		{"groups DELETE without admin", false, http.MethodDelete, "/api/v1/groups?match[]=job%3D%22a%22", 403, "", cors},
+		{"groups DELETE", true, http.MethodDelete, "/api/v1/groups?match[]=job%3D%22a%22", 200, "", cors},
+		{"groups PUT", true, http.MethodPut, "/api/v1/groups", 405, "GET, DELETE", none},
+		{"groups preflight", false, http.MethodOptions, "/api/v1/groups", 200, "", cors},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -227,8 +235,8 @@ func TestRoutes(t *testing.T) {
 }
 
 // TestRouteList pins what the server relies on: the wipe route exists only
-// with --web.enable-admin-api and is the one route marked Write, so that
-// it (and only it) waits for the restore.
+// with --web.enable-admin-api; it and /groups (whose DELETE writes) are the
+// routes marked Write, so that they wait for the restore.
 func TestRouteList(t *testing.T) {
 	for _, admin := range []bool{false, true} {
 		var paths, writes []string
@@ -241,9 +249,9 @@ func TestRouteList(t *testing.T) {
 				t.Errorf("admin %v: route %q has no name or handler", admin, r.Path)
 			}
 		}
-		wantPaths, wantWrites := []string{"/status", "/metrics", "/"}, []string(nil)
+		wantPaths, wantWrites := []string{"/status", "/metrics", "/groups", "/"}, []string{"/groups"}
 		if admin {
-			wantPaths, wantWrites = append(wantPaths, "/admin/wipe"), []string{"/admin/wipe"}
+			wantPaths, wantWrites = append(wantPaths, "/admin/wipe"), append(wantWrites, "/admin/wipe")
 		}
 		if !slices.Equal(paths, wantPaths) || !slices.Equal(writes, wantWrites) {
 			t.Errorf("admin %v: paths %q, writes %q; want %q, %q", admin, paths, writes, wantPaths, wantWrites)

@@ -9,16 +9,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/pushgate/pushgate/internal/api"
+	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/server"
 	"github.com/pushgate/pushgate/internal/store"
 	"github.com/pushgate/pushgate/internal/ui"
 )
 
-// countingStore counts wipes.
-type countingStore struct{ wipes int }
+// countingStore counts wipes and deletes.
+type countingStore struct{ wipes, deletes int }
 
-func (s *countingStore) View() *store.View { return &store.View{} }
-func (s *countingStore) Wipe() error       { s.wipes++; return nil }
+func (s *countingStore) View() *store.View         { return &store.View{} }
+func (s *countingStore) Wipe() error               { s.wipes++; return nil }
+func (s *countingStore) Delete(grouping.Key) error { s.deletes++; return nil }
 
 // TestWritesWaitForRestore sends every write route before the server is
 // ready: each is answered 503 with a one-line reason and reaches nothing.
@@ -65,6 +67,14 @@ func TestWritesWaitForRestore(t *testing.T) {
 	if len(reached) != 0 || st.wipes != 0 {
 		t.Errorf("writes before ready reached handlers %v and wiped %d times", reached, st.wipes)
 	}
+	// /api/v1/groups lists before the restore, but deletes only after it.
+	const groups = "/api/v1/groups?match[]=job%3D%22j%22"
+	if w := do(http.MethodDelete, groups); w.Code != http.StatusServiceUnavailable {
+		t.Errorf("DELETE %s before ready: %d %q, want 503", groups, w.Code, w.Body)
+	}
+	if w := do(http.MethodGet, groups); w.Code != http.StatusOK {
+		t.Errorf("GET %s before ready: %d %q, want 200", groups, w.Code, w.Body)
+	}
 
 	srv.SetReady(true)
 	for _, wr := range writes {
@@ -74,5 +84,8 @@ func TestWritesWaitForRestore(t *testing.T) {
 	}
 	if st.wipes != 1 {
 		t.Errorf("%d wipes when ready, want 1", st.wipes)
+	}
+	if w := do(http.MethodDelete, groups); w.Code != http.StatusOK {
+		t.Errorf("DELETE %s when ready: %d %q, want 200", groups, w.Code, w.Body)
 	}
 }

@@ -115,7 +115,7 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	for _, r := range parts.API {
 		h := r.Handler
 		if r.Write {
-			h = s.whenReady(h)
+			h = s.whenReadyUnlessRead(h)
 		}
 		mux.Handle("/api/v1"+r.Path, count(r.Name, h))
 	}
@@ -249,6 +249,21 @@ func (s *Server) readyz(w http.ResponseWriter, _ *http.Request) {
 		}
 	}
 	_, _ = io.WriteString(w, "OK")
+}
+
+// whenReadyUnlessRead is whenReady for the methods that may change state:
+// an API route such as /api/v1/groups lists with GET and deletes with
+// DELETE, and only the deletes must wait for the restore.
+func (s *Server) whenReadyUnlessRead(h http.Handler) http.Handler {
+	gated := s.whenReady(h)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+			h.ServeHTTP(w, r)
+		default:
+			gated.ServeHTTP(w, r)
+		}
+	})
 }
 
 func (s *Server) whenReady(h http.Handler) http.Handler {
