@@ -200,3 +200,20 @@ func TestGroupsAPIAccess(t *testing.T) {
 		t.Errorf("after alice's delete: %q, want [payments]", got)
 	}
 }
+
+// TestGroupsAPIDurable: a delete by matcher that was answered survives a
+// SIGKILL right after it, as each group is deleted durably.
+func TestGroupsAPIDurable(t *testing.T) {
+	requirePushgate(t, "/api/v1/groups")
+	dir := t.TempDir()
+	g := startDurable(t, dir, "--web.enable-admin-api")
+	pushJobs(t, g, nil, "billing-a", "billing-b", "web")
+	if r, a := groupsCall(t, g, http.MethodDelete, nil, []string{`job=~"billing-.*"`}); r.status != http.StatusOK || a.Data.Count != 2 {
+		t.Fatalf("delete: %s, want 2 deleted", r)
+	}
+	g.sigkill(t)
+	g = startDurable(t, dir)
+	if got := listJobs(t, g, nil); !slices.Equal(got, []string{"web"}) {
+		t.Errorf("after the restart: %q, want [web]", got)
+	}
+}
