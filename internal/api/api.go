@@ -1,5 +1,7 @@
 // Package api serves the JSON API v1 of prometheus/pushgateway: status,
-// pushed metrics and the admin wipe, in the reference's response shapes.
+// pushed metrics and the admin wipe, in the reference's response shapes;
+// and pushgate's own /api/v1/groups, which lists and deletes groups by
+// matcher (groups.go).
 package api
 
 import (
@@ -30,7 +32,10 @@ type Options struct {
 	Flags     map[string]string
 	BuildInfo map[string]string
 	StartTime time.Time
-	// EnableAdmin serves PUT /api/v1/admin/wipe (--web.enable-admin-api).
+	// EnableAdmin serves PUT /api/v1/admin/wipe and allows DELETE
+	// /api/v1/groups for every group (--web.enable-admin-api). With an
+	// access config, that DELETE is allowed per group without it (see
+	// access.ScopeFrom).
 	EnableAdmin bool
 	Logger      *slog.Logger
 }
