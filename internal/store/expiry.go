@@ -182,21 +182,29 @@ func (s *Store) RunExpiry(ctx context.Context) {
 }
 
 // ExpireDue deletes the groups whose deadline has passed now, and returns
-// how many it deleted. A delete that fails is logged and tried again
-// expiryRetry later. RunExpiry calls it; tests with their own clock do too.
+// how many it deleted. A delete that fails is tried again expiryRetry
+// later; one warning per call says how many failed (while the storage is
+// down, that is one line a second, not one per group). RunExpiry calls
+// it; tests with their own clock do too.
 func (s *Store) ExpireDue() int {
 	now := s.now()
 	s.mu.Lock()
 	ids := s.expiry.popDue(now)
 	s.mu.Unlock()
-	n := 0
+	n, failed := 0, 0
+	var firstErr error
+	var firstKey string
 	for _, id := range ids {
 		deleted, err := s.expire(id, now)
 		if err != nil {
-			s.logger.Warn("expire group; trying again", "group_id", id, "err", err, "retry_in", expiryRetry)
 			s.mu.Lock()
-			if _, ok := s.expiry.byID[id]; !ok && s.groups[id] != nil {
-				s.expiry.set(id, now.Add(expiryRetry))
+			if g := s.groups[id]; g != nil {
+				if _, ok := s.expiry.byID[id]; !ok {
+					s.expiry.set(id, now.Add(expiryRetry))
+				}
+				if failed++; firstErr == nil {
+					firstErr, firstKey = err, g.Key.String()
+				}
 			}
 			s.mu.Unlock()
 			continue
@@ -207,6 +215,9 @@ func (s *Store) ExpireDue() int {
 			at, _ := s.Deadline(deleted)
 			s.logger.Info("group expired", "grouping_key", deleted.Key.String(), "deadline", at)
 		}
+	}
+	if failed > 0 {
+		s.logger.Warn("expire groups; trying again", "failed", failed, "grouping_key", firstKey, "err", firstErr, "retry_in", expiryRetry)
 	}
 	return n
 }
