@@ -251,14 +251,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			// Expiry writes through the storage, so it starts once the
 			// storage is restored (a deadline that passed while the
 			// gateway was down expires now) and stops with it.
+			expiryCtx, stopExpiry := context.WithCancel(storageCtx)
 			expiryDone := make(chan struct{})
 			go func() {
 				defer close(expiryDone)
-				st.RunExpiry(storageCtx)
+				st.RunExpiry(expiryCtx)
 			}()
 			// Kept aside, not returned: the group drops the errors of
 			// all but the first actor, and this one comes at shutdown.
 			storageErr = storage.Run(storageCtx)
+			stopExpiry()
 			<-expiryDone
 			return nil
 		}, func(error) { cancel() })
