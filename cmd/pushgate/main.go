@@ -111,6 +111,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		MaxLabelsPerSeries:  cfg.MaxLabelsPerSeries,
 		MaxLabelNameLength:  cfg.MaxLabelNameLength,
 		MaxLabelValueLength: cfg.MaxLabelValueLength,
+		ExpireAfter:         cfg.ExpireAfter,
 		Logger:              logger.With("component", "store"),
 		Journal:             storage.Journal(),
 		Shared:              storage.Shared(),
@@ -247,9 +248,20 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			startup.TuneGC(os.Getenv("GOGC"))
 			logger.Info("ready", "groups", st.Stats().Groups, "series", st.Stats().Series, "restore_duration", time.Since(start))
 			srv.SetReady(true)
+			// Expiry writes through the storage, so it starts once the
+			// storage is restored (a deadline that passed while the
+			// gateway was down expires now) and stops with it.
+			expiryCtx, stopExpiry := context.WithCancel(storageCtx)
+			expiryDone := make(chan struct{})
+			go func() {
+				defer close(expiryDone)
+				st.RunExpiry(expiryCtx)
+			}()
 			// Kept aside, not returned: the group drops the errors of
 			// all but the first actor, and this one comes at shutdown.
 			storageErr = storage.Run(storageCtx)
+			stopExpiry()
+			<-expiryDone
 			return nil
 		}, func(error) { cancel() })
 	}

@@ -52,11 +52,14 @@ type Config struct {
 	MaxLabelValueLength     int
 	MaxConcurrentPushes     int
 	MaxDecodingMemory       int64
-	ReadHeaderTimeout       time.Duration
-	ReadTimeout             time.Duration
-	WriteTimeout            time.Duration
-	IdleTimeout             time.Duration
-	Log                     promslog.Config
+	// ExpireAfter deletes groups not pushed successfully for that long;
+	// 0 means never (the reference's behaviour).
+	ExpireAfter       time.Duration
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	Log               promslog.Config
 	// Flags maps every flag name to its value, for the status API and page.
 	Flags map[string]string
 }
@@ -111,6 +114,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("push.max-label-value-length", "Maximum length of a label value in bytes. 0 means no limit (the default, as in the reference).").Default("0").IntVar(&cfg.MaxLabelValueLength)
 	app.Flag("push.max-concurrent", "Maximum number of pushes and deletes handled at once; more are refused at once with 429. 0 means no limit.").Default("1024").IntVar(&cfg.MaxConcurrentPushes)
 	app.Flag("push.max-decoding-memory", "Maximum estimated memory held by all push bodies being decoded at the same time. A push that does not fit in what is left is refused with 429, one that alone needs more with 413. 0 means no limit.").Default("256MiB").BytesVar(&maxDecoding)
+	app.Flag("push.expire-after", "Delete a group that has not been pushed successfully for this long. A push's Pushgate-Expire-After header overrides it for its group. 0 means never, as in the reference. See README, Group expiry.").Default("0").DurationVar(&cfg.ExpireAfter)
 	app.Flag("web.read-header-timeout", "Time a client has to send its request headers.").Default("30s").DurationVar(&cfg.ReadHeaderTimeout)
 	app.Flag("web.read-timeout", "Time a client has to send a whole request, body included. 0 means no limit.").Default("5m").DurationVar(&cfg.ReadTimeout)
 	app.Flag("web.write-timeout", "Time to write a response, from the end of the request headers. 0 means no limit.").Default("10m").DurationVar(&cfg.WriteTimeout)
@@ -179,6 +183,9 @@ func (c *Config) Validate() error {
 		if v < 0 {
 			errs = append(errs, fmt.Errorf("%s must not be negative, got %d", name, v))
 		}
+	}
+	if c.ExpireAfter < 0 {
+		errs = append(errs, fmt.Errorf("--push.expire-after must not be negative, got %s", c.ExpireAfter))
 	}
 	if c.MaxBodySize < 0 || c.MaxDecompressedSize < 0 || c.MaxDecodingMemory < 0 {
 		errs = append(errs, errors.New("--push.max-body-size, --push.max-decompressed-size and --push.max-decoding-memory must not be negative"))

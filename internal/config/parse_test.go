@@ -84,6 +84,7 @@ func TestDefaults(t *testing.T) {
 		{"ReadTimeout", cfg.ReadTimeout, 5 * time.Minute},
 		{"WriteTimeout", cfg.WriteTimeout, 10 * time.Minute},
 		{"IdleTimeout", cfg.IdleTimeout, 5 * time.Minute},
+		{"ExpireAfter (never, as in the reference)", cfg.ExpireAfter, time.Duration(0)},
 		{"listen address", (*cfg.Web.WebListenAddresses)[0], ":9091"},
 	} {
 		if c.got != c.want {
@@ -159,6 +160,7 @@ func TestInvalid(t *testing.T) {
 		{"zero interval", []string{"--persistence.interval=0s"}, []string{"--persistence.interval must be positive"}},
 		{"negative interval", []string{"--persistence.interval=-1m"}, []string{"--persistence.interval must be positive"}},
 		{"negative limit", []string{"--storage.max-groups=-1"}, []string{"--storage.max-groups must not be negative"}},
+		{"negative expiry", []string{"--push.expire-after=-1s"}, []string{"--push.expire-after must not be negative"}},
 		{"all at once", []string{"--web.telemetry-path=x", "--push.max-concurrent=-2", "--push.max-series-per-push=-3"}, []string{
 			"--web.telemetry-path must start with /", "--push.max-concurrent must not be negative", "--push.max-series-per-push must not be negative",
 		}},

@@ -66,7 +66,7 @@ type gatedStore struct {
 	pushes  int
 }
 
-func (s *gatedStore) Push(key grouping.Key, _ map[string]*dto.MetricFamily, _ bool) error {
+func (s *gatedStore) PushExpiring(key grouping.Key, _ map[string]*dto.MetricFamily, _ bool, _ time.Duration) error {
 	if key.Get("job") == "hold" {
 		s.entered <- struct{}{}
 		<-s.release

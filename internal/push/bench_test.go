@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
@@ -18,8 +19,10 @@ import (
 // alone: URL parsing, decompression and body decoding.
 type nopStore struct{}
 
-func (nopStore) Push(grouping.Key, map[string]*dto.MetricFamily, bool) error { return nil }
-func (nopStore) Delete(grouping.Key) error                                   { return nil }
+func (nopStore) PushExpiring(grouping.Key, map[string]*dto.MetricFamily, bool, time.Duration) error {
+	return nil
+}
+func (nopStore) Delete(grouping.Key) error { return nil }
 
 // BenchmarkDecode measures parsing a 100-series push body through the push
 // handler, in the text format and as delimited protobuf. Run with:

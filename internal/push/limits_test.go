@@ -6,6 +6,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -47,7 +48,7 @@ type blockingStore struct {
 	release chan struct{}
 }
 
-func (b *blockingStore) Push(grouping.Key, map[string]*dto.MetricFamily, bool) error {
+func (b *blockingStore) PushExpiring(grouping.Key, map[string]*dto.MetricFamily, bool, time.Duration) error {
 	b.entered <- struct{}{}
 	<-b.release
 	return nil

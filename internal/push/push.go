@@ -25,7 +25,9 @@ import (
 
 // Store is what the push API needs of the store.
 type Store interface {
-	Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error
+	// PushExpiring stores a push; expireAfter is the group's own expiry
+	// (0: none, store.NeverExpire: never), from ExpireHeader.
+	PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool, expireAfter time.Duration) error
 	Delete(key grouping.Key) error
 }
 
@@ -262,6 +264,11 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 		a.reject(w, r, http.StatusBadRequest, err, "", "invalid push URL", reasonURL)
 		return
 	}
+	expireAfter, err := parseExpireAfter(r.Header.Get(ExpireHeader))
+	if err != nil {
+		a.reject(w, r, http.StatusBadRequest, err, key.String(), "invalid push header", reasonHeader)
+		return
+	}
 	if limit := a.opts.MaxBodyBytes; limit > 0 && r.ContentLength > limit {
 		err := fmt.Errorf("request body of %d bytes exceeds the limit of %d bytes (--push.max-body-size)", r.ContentLength, limit)
 		a.reject(w, r, http.StatusRequestEntityTooLarge, err, key.String(), "invalid push body", reasonTooLarge)
@@ -276,7 +283,7 @@ func (a *API) push(w http.ResponseWriter, r *http.Request, replace bool) {
 	fams, err := a.readBody(w, r, m.charge)
 	decoded := err == nil
 	if decoded {
-		err = a.store.Push(key, fams, replace)
+		err = a.store.PushExpiring(key, fams, replace, expireAfter)
 	}
 	var limitErr *store.LimitError
 	var budgetErr *budgetError
@@ -371,6 +378,7 @@ func limitFlag(k store.LimitKind) string {
 // Reasons for refusing a write, the label of pushgate_push_rejections_total.
 const (
 	reasonURL          = "invalid_url"
+	reasonHeader       = "invalid_header"
 	reasonBody         = "invalid_body"
 	reasonTooLarge     = "too_large"
 	reasonLimit        = "limit"
@@ -380,7 +388,7 @@ const (
 	reasonInternal     = "internal"
 )
 
-var reasons = []string{reasonURL, reasonBody, reasonTooLarge, reasonLimit, reasonInconsistent, reasonStorage, reasonOverload, reasonInternal}
+var reasons = []string{reasonURL, reasonHeader, reasonBody, reasonTooLarge, reasonLimit, reasonInconsistent, reasonStorage, reasonOverload, reasonInternal}
 
 // reject answers with a one-line reason, counts it and logs who sent what.
 // Warnings are throttled, since a client may make every request fail; the
@@ -435,4 +443,28 @@ func (a *API) logRefusal(ctx context.Context, level slog.Level, msg string, args
 // oneLine keeps a response body to one line: parser errors can quote input.
 func oneLine(s string) string {
 	return strings.ReplaceAll(s, "\n", `\n`)
+}
+
+// ExpireHeader sets the expiry of the pushed group (README, Group expiry):
+// a Go duration such as "90s" or "26h"; "0" means never. Without it the
+// group falls back to --push.expire-after.
+const ExpireHeader = "Pushgate-Expire-After"
+
+// parseExpireAfter parses an ExpireHeader value ("" when absent) into the
+// group expiry the store takes.
+func parseExpireAfter(v string) (time.Duration, error) {
+	if v == "" {
+		return 0, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil {
+		return 0, fmt.Errorf("invalid %s header %q: want a duration such as 90s or 26h, or 0 for never", ExpireHeader, v)
+	}
+	switch {
+	case d < 0:
+		return 0, fmt.Errorf("invalid %s header %q: must not be negative", ExpireHeader, v)
+	case d == 0:
+		return store.NeverExpire, nil
+	}
+	return d, nil
 }

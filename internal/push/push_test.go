@@ -14,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/klauspost/compress/snappy"
@@ -33,6 +34,7 @@ type pushCall struct {
 	key     grouping.Key
 	fams    map[string]*dto.MetricFamily
 	replace bool
+	expire  time.Duration
 }
 
 // fakeStore records calls and returns a configured error.
@@ -44,10 +46,10 @@ type fakeStore struct {
 	deletes   []grouping.Key
 }
 
-func (s *fakeStore) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error {
+func (s *fakeStore) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool, expireAfter time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pushes = append(s.pushes, pushCall{key, fams, replace})
+	s.pushes = append(s.pushes, pushCall{key, fams, replace, expireAfter})
 	return s.err
 }
 

@@ -21,6 +21,7 @@ import (
 //
 //	label count, then name, value per label
 //	push time, failure time (signed varint Unix nanoseconds; 0 = zero time)
+//	expiry (signed varint nanoseconds, the group's ExpireAfter; version 3 on)
 //	family count, then per family: name, help, type, time, series count,
 //	    metrics bytes, text flag (0 absent / 1 present) [+ text bytes],
 //	    one 8-byte hash per series
@@ -29,9 +30,13 @@ import (
 // memory) and series hashes, so that loading a group needs no decoding and
 // no re-encoding. The timestamp families are derived from the two times and
 // not stored. Version 1 held the forms uncompressed; it was never released.
+// Version 2 had no expiry; it is still decoded (as no expiry of the
+// group's own), so that a store written before expiry existed loads.
 const (
 	codecMagic   = "PGG"
-	codecVersion = 2
+	codecVersion = 3
+	// codecNoExpiry is the last version without the expiry field.
+	codecNoExpiry = 2
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -55,6 +60,7 @@ func encodeGroup(g *Group) []byte {
 	}
 	b = binary.AppendVarint(b, unixNano(g.PushTime))
 	b = binary.AppendVarint(b, unixNano(g.FailTime))
+	b = binary.AppendVarint(b, int64(g.ExpireAfter))
 	n := 0
 	for name := range g.Families {
 		if name != PushTimeName && name != PushFailureName {
@@ -196,7 +202,8 @@ func decodeGroup(v []byte) (*Group, error) {
 	if crc32.Checksum(body, castagnoli) != sum {
 		return nil, fmt.Errorf("%w: checksum mismatch", ErrCorrupt)
 	}
-	if version := v[len(codecMagic)]; version != codecVersion {
+	version := v[len(codecMagic)]
+	if version != codecVersion && version != codecNoExpiry {
 		return nil, fmt.Errorf("%w: unknown format version %d", ErrCorrupt, version)
 	}
 	d := &decoder{b: body[len(codecMagic)+1:]}
@@ -206,6 +213,12 @@ func decodeGroup(v []byte) (*Group, error) {
 		labels[name] = d.string()
 	}
 	g := &Group{PushTime: fromUnixNano(d.varint()), FailTime: fromUnixNano(d.varint())}
+	if version > codecNoExpiry {
+		g.ExpireAfter = time.Duration(d.varint())
+		if g.ExpireAfter < NeverExpire && d.err == nil {
+			d.err = errors.New("bad expiry")
+		}
+	}
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(d.b)) {
 		d.err = errors.New("family count beyond end")

@@ -140,6 +140,7 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 		s.stats.Series += f.Series
 	}
 	s.groups[id] = ng
+	s.scheduleLocked(ng)
 	s.changedLocked()
 }
 
@@ -196,6 +197,7 @@ func (s *Store) deleteLocked(id string) {
 	}
 	s.freeNumLocked(old.num)
 	delete(s.groups, id)
+	s.expiry.remove(id)
 	s.stats.Groups--
 	s.changedLocked()
 }

@@ -131,6 +131,9 @@ func (s *Store) Replay(value []byte) error {
 	if err != nil {
 		return err
 	}
+	// Published with it, so that its deadline is scheduled (and, if it
+	// passed while the gateway was down, the group expires at once).
+	ng.ExpireAfter = g.ExpireAfter
 	s.publishLocked(nil, ng, r)
 	return nil
 }

@@ -350,6 +350,7 @@ func (s *Store) decodeChanges(changes []Change) ([]*Group, error) {
 			continue
 		}
 		ng := newGroup(g.Key, nil, true, p, g.PushTime, g.FailTime)
+		ng.ExpireAfter = g.ExpireAfter
 		ng.rev = c.Rev
 		groups[i] = ng
 	}

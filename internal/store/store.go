@@ -26,6 +26,11 @@ type Group struct {
 	PushTime time.Time
 	// FailTime is the last failed push; zero if none failed.
 	FailTime time.Time
+	// ExpireAfter is the group's own expiry, set by the last successful
+	// push's Pushgate-Expire-After header: 0 means none (the store's
+	// Options.ExpireAfter applies), NeverExpire that the group never
+	// expires. See Store.Deadline.
+	ExpireAfter time.Duration
 
 	// hashes holds the series hashes of each non-empty family, for
 	// unindexing it when it is replaced.
@@ -96,6 +101,10 @@ type Options struct {
 	MaxLabelsPerSeries  int
 	MaxLabelNameLength  int
 	MaxLabelValueLength int
+	// ExpireAfter deletes a group that has not been pushed successfully
+	// for that long (--push.expire-after), unless the group has its own
+	// expiry; 0 means never, as in the reference.
+	ExpireAfter time.Duration
 }
 
 // Journal makes changes to groups durable. Each method returns only once
@@ -128,6 +137,8 @@ type Store struct {
 	shared  Shared
 	guards  guardLocks
 	metrics sharedMetrics
+	// expireAfter is Options.ExpireAfter.
+	expireAfter time.Duration
 
 	// writers is held shared by every write for its whole duration and
 	// exclusively by Wipe, so that a wipe never interleaves with a write
@@ -153,6 +164,8 @@ type Store struct {
 	escaped map[string]map[string]struct{}
 	stats   Stats
 	gen     uint64
+	// expiry holds the deadline of every group that has one.
+	expiry expiryHeap
 	// rev is the shared journal's revision applied; applied is closed and
 	// replaced when it advances.
 	rev     int64
@@ -189,7 +202,10 @@ func New(opts Options) *Store {
 		shared:   opts.Shared,
 		applied:  make(chan struct{}),
 		metrics:  newSharedMetrics(),
+		expiry:   newExpiryHeap(),
 		keys:     keyLocks{m: map[string]*keyLock{}},
+
+		expireAfter: opts.ExpireAfter,
 		limits: limits{
 			perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries, groups: opts.MaxGroups,
 			labels: opts.MaxLabelsPerSeries, nameLen: opts.MaxLabelNameLength, valueLen: opts.MaxLabelValueLength,
@@ -210,6 +226,8 @@ func New(opts Options) *Store {
 		s.names[g.name] = &nameEntry{typ: dto.MetricType_GAUGE, reserved: true}
 		s.addEscapedLocked(g.name)
 	}
+	s.names[expiredName] = &nameEntry{typ: dto.MetricType_COUNTER, reserved: true}
+	s.addEscapedLocked(expiredName)
 	for _, r := range opts.Reserved {
 		s.names[r.Name] = &nameEntry{typ: r.Type, reserved: true}
 		s.addEscapedLocked(r.Name)
@@ -276,18 +294,22 @@ func (s *Store) RegisterMetrics(reg prometheus.Registerer) {
 		reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: g.name, Help: g.help},
 			func() float64 { return float64(g.value(s.Stats())) }))
 	}
+	reg.MustRegister(s.metrics.expired)
 	if s.shared != nil {
 		reg.MustRegister(s.metrics.conflicts, s.metrics.retries)
 	}
 }
 
-// sharedMetrics count the races of writes to a shared journal.
+// sharedMetrics count the races of writes to a shared journal, and the
+// expired groups.
 type sharedMetrics struct {
 	conflicts, retries prometheus.Counter
+	expired            prometheus.Counter
 }
 
 func newSharedMetrics() sharedMetrics {
 	return sharedMetrics{
+		expired: newExpiredCounter(),
 		conflicts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "pushgate_etcd_conflicts_total",
 			Help: "Writes that lost a race to a conflicting write of another replica and were checked again.",

@@ -47,6 +47,17 @@ var ErrStorage = errors.New("storage failed")
 // consistent. An error wrapping ErrStorage means the journal failed and
 // nothing changed.
 func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool) error {
+	return s.PushExpiring(key, fams, replace, 0)
+}
+
+// PushExpiring is Push that also sets the group's own expiry (its
+// ExpireAfter): 0 for none, so that Options.ExpireAfter applies;
+// NeverExpire for never. Only a successful push sets it; a failed one
+// leaves the group's expiry and deadline as they were.
+func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool, expireAfter time.Duration) error {
+	if expireAfter < NeverExpire {
+		return fmt.Errorf("%w: %s", errNegativeExpiry, expireAfter)
+	}
 	s.writers.RLock()
 	defer s.writers.RUnlock()
 	defer s.keys.lock(key.ID())()
@@ -93,6 +104,7 @@ func (s *Store) Push(key grouping.Key, fams map[string]*dto.MetricFamily, replac
 			return nil, &LimitError{Kind: TotalGroups, Got: s.stats.Groups + 1, Max: s.limits.groups}
 		}
 		ng := newGroup(key, old, replace, p, now, failTime)
+		ng.ExpireAfter = expireAfter
 		if err := s.checkTotalLocked(old, ng); err != nil {
 			return nil, err
 		}

@@ -13,6 +13,7 @@ import (
 // funcs are the template functions; all are pure.
 var funcs = template.FuncMap{
 	"ago":       ago,
+	"until":     until,
 	"abstime":   absTime,
 	"isotime":   isoTime,
 	"duration":  humanDuration,
@@ -60,6 +61,14 @@ func ago(t, now time.Time) string {
 		return "in the future"
 	}
 	return humanDuration(d) + " ago"
+}
+
+// until says when a future t comes, relative to now ("in 5 min").
+func until(t, now time.Time) string {
+	if d := t.Sub(now); d > 0 {
+		return "in " + humanDuration(d)
+	}
+	return "now"
 }
 
 // humanDuration rounds d to its largest two units.

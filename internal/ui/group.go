@@ -30,6 +30,7 @@ type groupPage struct {
 	FormKey     string // KeyPath without "/metrics/", as the delete form sends it
 	PushTime    time.Time
 	FailTime    time.Time
+	Expires     time.Time // zero: never
 	Failed      bool
 	Series      int
 	Families    []familyView
@@ -121,6 +122,7 @@ func (u *UI) Group(w http.ResponseWriter, r *http.Request) {
 		Failed:   !g.LastPushSuccessful(),
 		All:      all,
 	}
+	d.Expires, _ = u.store.Deadline(g)
 	names := make([]string, 0, len(g.Families))
 	for name := range g.Families {
 		if !isTimestampFamily(name) {

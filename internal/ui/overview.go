@@ -262,6 +262,7 @@ type overviewRow struct {
 	URL      string
 	PushTime time.Time
 	FailTime time.Time
+	Expires  time.Time // zero: never
 	Failed   bool
 	Families int
 	Series   int
@@ -380,6 +381,7 @@ func (u *UI) overview(q query) *overviewPage {
 			Families: c.families,
 			Series:   c.series,
 		}
+		row.Expires, _ = u.store.Deadline(g)
 		for _, t := range terms {
 			if t.name == "" {
 				matchTerm(g, t, &row.Matched)

@@ -47,6 +47,8 @@ var staticFS embed.FS
 type Store interface {
 	View() *store.View
 	Group(id string) *store.Group
+	// Deadline is when a group expires, if it does (README, Group expiry).
+	Deadline(g *store.Group) (time.Time, bool)
 	Stats() store.Stats
 	Delete(key grouping.Key) error
 	Wipe() error

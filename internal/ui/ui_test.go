@@ -751,3 +751,34 @@ func TestGroupLinkRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestExpiresIn: groups with a deadline say when they expire, on the
+// overview and on their page; groups without one say nothing.
+func TestExpiresIn(t *testing.T) {
+	c := &clock{t: start}
+	st := store.New(store.Options{Now: c.now, ExpireAfter: time.Hour})
+	if err := st.PushExpiring(key(t, "job", "exp"), families(t, "x 1\n"), true, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.PushExpiring(key(t, "job", "never"), families(t, "y 1\n"), true, store.NeverExpire); err != nil {
+		t.Fatal(err)
+	}
+	c.t = c.t.Add(20 * time.Minute)
+	u, err := ui.New(st, ui.Options{Now: c.now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &env{st: st, ui: u, mux: http.NewServeMux(), clock: c}
+	for _, r := range u.Routes() {
+		e.mux.Handle(r.Pattern, r.Handler)
+	}
+	if _, body := e.get(t, "/"); strings.Count(body, "expires in 40 min") != 1 {
+		t.Errorf("overview does not say once that a group expires in 40 min:\n%s", body)
+	}
+	if _, body := e.get(t, "/groups/job/exp"); !strings.Contains(body, "expires in 40 min") {
+		t.Errorf("group page does not say it expires in 40 min")
+	}
+	if code, body := e.get(t, "/groups/job/never"); code != http.StatusOK || strings.Contains(body, "expires") {
+		t.Errorf("group page of a group that never expires mentions expiry")
+	}
+}
