@@ -485,3 +485,50 @@ func valueOf(t *testing.T, g *store.Group) float64 {
 	}
 	return v
 }
+
+// TestExpiryOnReplicas: with expiry, every replica runs its timer, yet a
+// group is deleted once, and a group re-pushed meanwhile is kept.
+func TestExpiryOnReplicas(t *testing.T) {
+	c := etcdtest.Start(t, etcdtest.Options{Members: 1})
+	prefix := newPrefix()
+	var replicas []*store.Store
+	var regs []*prometheus.Registry
+	for range 3 {
+		reg := prometheus.NewRegistry()
+		st, _ := replicaOf(t, etcd.Config{Endpoints: c.Endpoints(), Prefix: prefix}, store.Options{ExpireAfter: 500 * time.Millisecond}, nil)
+		st.RegisterMetrics(reg)
+		ctx, cancel := context.WithCancel(context.Background())
+		t.Cleanup(cancel)
+		go st.RunExpiry(ctx)
+		replicas = append(replicas, st)
+		regs = append(regs, reg)
+	}
+	gone, kept := storetest.Key(t, "job=gone"), storetest.Key(t, "job=kept")
+	if err := replicas[0].Push(gone, storetest.Families(t, "x 1\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	if err := replicas[1].Push(kept, storetest.Families(t, "y 1\n"), true); err != nil {
+		t.Fatal(err)
+	}
+	// Keep renewing "kept" through another replica than the one that
+	// created it, past the first deadline.
+	for range 8 {
+		time.Sleep(150 * time.Millisecond)
+		if err := replicas[2].Push(kept, storetest.Families(t, "y 2\n"), true); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for i, st := range replicas {
+		waitFor(t, 5*time.Second, "expired group gone", func() bool { return st.Group(gone.ID()) == nil })
+		if st.Group(kept.ID()) == nil {
+			t.Errorf("replica %d: renewed group expired", i)
+		}
+	}
+	total := 0.0
+	for _, reg := range regs {
+		total += counter(t, reg, "pushgate_groups_expired_total")
+	}
+	if total != 1 {
+		t.Errorf("groups expired, summed over replicas: %v, want 1", total)
+	}
+}
