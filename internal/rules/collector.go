@@ -12,6 +12,8 @@ import (
 // GroupUpName is the family the Collector exposes.
 const GroupUpName = "pushgate_group_up"
 
+const instanceLabel = "instance"
+
 const groupUpHelp = "1 if the group's last push succeeded and is at most expect_every old (the first matching rule of --push.rules.file), else 0. Only groups matching a rule with expect_every have a series."
 
 // Reserved lists the collector's family for the store's check, so that a
@@ -27,7 +29,8 @@ type Viewer interface {
 }
 
 // Collector exposes pushgate_group_up for each group that matches a rule
-// with expect_every, labelled with the group's grouping labels. It is
+// with expect_every, labelled with the group's grouping labels (and
+// instance="" if the key has no instance, as the pushed series). It is
 // computed at scrape time from the store's view and the current rules.
 //
 // It is an unchecked collector (Describe sends nothing): the label names
@@ -71,6 +74,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 			names = append(names, l.Name)
 			values = append(values, l.Value)
 			sig += l.Name + "\xff"
+		}
+		// Like the group's pushed series, which get instance="" when the
+		// key has no instance: with honor_labels, the series then keep an
+		// empty instance instead of the gateway's, and join with
+		// push_time_seconds on the same labels.
+		if !g.Key.Has(instanceLabel) {
+			names = append(names, instanceLabel)
+			values = append(values, "")
+			sig += instanceLabel + "\xff"
 		}
 		desc, ok := descs[sig]
 		if !ok {

@@ -64,10 +64,10 @@ func TestCollector(t *testing.T) {
 pushgate_group_up{instance="a",job="nightly"} 1
 pushgate_group_up{instance="b",job="nightly"} 0
 pushgate_group_up{instance="c",job="nightly"} 1
-pushgate_group_up{job="hourly"} 0
-pushgate_group_up{env="prod",job="hourly"} 1
-pushgate_group_up{env="dev",job="hourly"} 0
-pushgate_group_up{a="1",b="2",job="other"} 0
+pushgate_group_up{instance="",job="hourly"} 0
+pushgate_group_up{env="prod",instance="",job="hourly"} 1
+pushgate_group_up{env="dev",instance="",job="hourly"} 0
+pushgate_group_up{a="1",b="2",instance="",job="other"} 0
 `
 	// The mixed label sets make one valid family: HELP and TYPE once, and
 	// the text parses back.
@@ -121,14 +121,14 @@ func TestCollectorFollowsReload(t *testing.T) {
 	}
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(rules.NewCollector(s, fs, func() time.Time { return now }))
-	if got := gatherText(t, reg); !strings.Contains(got, `pushgate_group_up{job="a"} 1`) {
+	if got := gatherText(t, reg); !strings.Contains(got, `pushgate_group_up{instance="",job="a"} 1`) {
 		t.Errorf("before reload:\n%s\nwant up 1", got)
 	}
 	write("rules:\n- match: job=\"a\"\n  expect_every: 30s\n")
 	if err := s.Reload(); err != nil {
 		t.Fatal(err)
 	}
-	if got := gatherText(t, reg); !strings.Contains(got, `pushgate_group_up{job="a"} 0`) {
+	if got := gatherText(t, reg); !strings.Contains(got, `pushgate_group_up{instance="",job="a"} 0`) {
 		t.Errorf("after reload:\n%s\nwant up 0", got)
 	}
 }
