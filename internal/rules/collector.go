@@ -1,6 +1,7 @@
 package rules
 
 import (
+	"slices"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +57,9 @@ func (c *Collector) Describe(chan<- *prometheus.Desc) {}
 
 // Collect sends one gauge per group that matches a rule with expect_every.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
-	if len(c.rules.Rules()) == 0 {
+	// Without a rule that expects pushes no group has a series: skip the
+	// walk over every group.
+	if !slices.ContainsFunc(c.rules.Rules(), func(r Rule) bool { return r.ExpectEvery > 0 }) {
 		return
 	}
 	now := c.now()

@@ -94,11 +94,16 @@ pushgate_group_up{a="1",b="2",instance="",job="other"} 0
 
 func TestCollectorNoRules(t *testing.T) {
 	fs := &fakeStore{groups: []*store.Group{{Key: key(t, "job", "a"), PushTime: time.Now()}}}
-	c := rules.NewCollector(rules.FromRules(nil), fs, nil)
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(c)
-	if text := gatherText(t, reg); text != "" {
-		t.Errorf("series without rules:\n%s", text)
+	expireOnly, err := rules.Parse([]byte("rules:\n- match: job=~\".+\"\n  expire_after: 1h\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, rs := range map[string][]rules.Rule{"no rules": nil, "no expect_every": expireOnly} {
+		reg := prometheus.NewPedanticRegistry()
+		reg.MustRegister(rules.NewCollector(rules.FromRules(rs), fs, nil))
+		if text := gatherText(t, reg); text != "" {
+			t.Errorf("%s: series:\n%s", name, text)
+		}
 	}
 }
 
