@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"syscall"
 	"time"
 
@@ -29,6 +30,7 @@ import (
 	"github.com/pushgate/pushgate/internal/etcd"
 	"github.com/pushgate/pushgate/internal/exposition"
 	"github.com/pushgate/pushgate/internal/push"
+	"github.com/pushgate/pushgate/internal/rules"
 	"github.com/pushgate/pushgate/internal/server"
 	"github.com/pushgate/pushgate/internal/startup"
 	"github.com/pushgate/pushgate/internal/store"
@@ -66,6 +68,27 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		logger.Info("access control enabled", "file", cfg.AccessConfig, "principals", policy.Describe())
 	}
 
+	ruleSet, err := rules.NewSet(cfg.RulesFile)
+	if err != nil {
+		return fmt.Errorf("load --push.rules.file: %w", err)
+	}
+	if cfg.RulesFile != "" {
+		logger.Info("rules loaded", "file", cfg.RulesFile, "rules", len(ruleSet.Rules()))
+	}
+	// reload re-reads the files that may change at run time; SIGHUP and
+	// /-/reload call it. It logs here because the signal has nobody to
+	// answer; /-/reload also answers with the error.
+	reload := func() error {
+		if err := ruleSet.Reload(); err != nil {
+			logger.Error("reload rules; keeping the previous rules", "file", cfg.RulesFile, "err", err)
+			return err
+		}
+		if cfg.RulesFile != "" {
+			logger.Info("rules reloaded", "file", cfg.RulesFile, "rules", len(ruleSet.Rules()))
+		}
+		return nil
+	}
+
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(
 		collectors.NewGoCollector(),
@@ -97,7 +120,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	// Closed last, once nothing writes any more.
 	defer func() { err = errors.Join(err, storage.Close()) }()
-	reserved, err := startup.Reserved(reg, append(push.Reserved(), server.Reserved()...)...)
+	reserved, err := startup.Reserved(reg, slices.Concat(push.Reserved(), server.Reserved(), rules.Reserved())...)
 	if err != nil {
 		return err
 	}
@@ -118,6 +141,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	}
 	st := store.New(storeOpts)
 	st.RegisterMetrics(reg)
+	reg.MustRegister(rules.NewCollector(ruleSet, st, nil))
 
 	pushAPI := push.New(st, push.Options{
 		UTF8Names:               cfg.EnableUTF8Names,
@@ -170,6 +194,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		RoutePrefix:     cfg.RoutePrefix,
 		TelemetryPath:   cfg.TelemetryPath,
 		EnableLifecycle: cfg.EnableLifecycle,
+		Reload:          reload,
 		Health:          storage.Healthy,
 		Access:          guard.Wrap,
 	}, server.Parts{
@@ -215,6 +240,26 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			}
 			return nil
 		}, func(error) { cancel() })
+	}
+	{
+		// SIGHUP reloads, as in Prometheus; a bad file keeps the old
+		// rules (reload logs it).
+		hup := make(chan os.Signal, 1)
+		signal.Notify(hup, syscall.SIGHUP)
+		stop, cancel := context.WithCancel(context.Background())
+		g.Add(func() error {
+			for {
+				select {
+				case <-hup:
+					_ = reload()
+				case <-stop.Done():
+					return nil
+				}
+			}
+		}, func(error) {
+			signal.Stop(hup)
+			cancel()
+		})
 	}
 	{
 		// The HTTP server serves /-/healthy at once; /-/ready and writes

@@ -62,6 +62,9 @@ type Config struct {
 	Log               promslog.Config
 	// Flags maps every flag name to its value, for the status API and page.
 	Flags map[string]string
+
+	// RulesFile is the per-group rules file (internal/rules); "" for none.
+	RulesFile string
 }
 
 // ErrExit is returned by Parse when it has printed the help or version and
@@ -104,6 +107,7 @@ func Parse(args []string, stdout io.Writer) (*Config, error) {
 	app.Flag("persistence.interval", "With --storage.in-memory and --persistence.file: the interval at which the persistence file is rewritten. With durable storage: how often the storage file is checked for compaction.").Default("5m").DurationVar(&cfg.PersistenceInterval)
 	app.Flag("push.disable-consistency-check", "Do not check consistency of pushed metrics. DANGEROUS.").Default("false").BoolVar(&cfg.DisableConsistencyCheck)
 	app.Flag("push.enable-utf8-names", "Allow UTF-8 characters in metric and label names.").Default("false").BoolVar(&cfg.EnableUTF8Names)
+	app.Flag("push.rules.file", "Path to a YAML file of per-group rules: selectors over grouping labels with expect_every (exposed as pushgate_group_up) and expire_after; the first matching rule applies. Re-read on SIGHUP and POST /-/reload. Empty: no rules.").Default("").StringVar(&cfg.RulesFile)
 	app.Flag("push.max-body-size", "Maximum size of a push request body as sent (possibly compressed). 0 means no limit.").Default("64MiB").BytesVar(&maxBody)
 	app.Flag("push.max-decompressed-size", "Maximum size of a push request body after decompression. 0 means no limit.").Default("256MiB").BytesVar(&maxDecompressed)
 	app.Flag("push.max-series-per-push", "Maximum number of series in one push. 0 means no limit.").Default("100000").IntVar(&cfg.MaxSeriesPerPush)

@@ -213,3 +213,12 @@ func TestHelpAndVersion(t *testing.T) {
 		}
 	}
 }
+
+func TestRulesFile(t *testing.T) {
+	if got := parse(t).RulesFile; got != "" {
+		t.Errorf("RulesFile defaults to %q, want none", got)
+	}
+	if got := parse(t, "--push.rules.file=/etc/pushgate/rules.yml").RulesFile; got != "/etc/pushgate/rules.yml" {
+		t.Errorf("RulesFile = %q", got)
+	}
+}

@@ -245,3 +245,46 @@ func TestProfilingEndpoints(t *testing.T) {
 		}
 	}
 }
+
+// TestReload pins /-/reload, gated like /-/quit: 405 for GET, 403 without
+// --web.enable-lifecycle; enabled, 200 once reloaded and 500 with the error
+// when the reload fails, as Prometheus answers. Without anything to reload
+// it succeeds.
+func TestReload(t *testing.T) {
+	failing := func() error { return errors.New("rules.yml: rule 0: match: unclosed '{'") }
+	tests := []struct {
+		name    string
+		enabled bool
+		reload  func() error
+		method  string
+		code    int
+		body    string
+		calls   int
+	}{
+		{"GET", true, nil, http.MethodGet, 405, "Only POST or PUT requests allowed.", 0},
+		{"POST disabled", false, nil, http.MethodPost, 403, "Lifecycle API is not enabled.", 0},
+		{"PUT disabled", false, nil, http.MethodPut, 403, "Lifecycle API is not enabled.", 0},
+		{"POST nothing to reload", true, nil, http.MethodPost, 200, "", 0},
+		{"POST", true, func() error { return nil }, http.MethodPost, 200, "", 1},
+		{"PUT", true, func() error { return nil }, http.MethodPut, 200, "", 1},
+		{"POST failing", true, failing, http.MethodPost, 500, "failed to reload config: rules.yml: rule 0: match: unclosed '{'\n", 1},
+		{"DELETE", true, func() error { return nil }, http.MethodDelete, 405, "", 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			calls := 0
+			opts := server.Options{TelemetryPath: "/metrics", EnableLifecycle: tt.enabled}
+			if tt.reload != nil {
+				opts.Reload = func() error { calls++; return tt.reload() }
+			}
+			s := server.New(opts, parts(), prometheus.NewRegistry())
+			w := serve(s, tt.method, "/-/reload")
+			if w.Code != tt.code || (tt.body != "" && w.Body.String() != tt.body) {
+				t.Errorf("%s /-/reload: %d %q, want %d %q", tt.method, w.Code, w.Body.String(), tt.code, tt.body)
+			}
+			if calls != tt.calls {
+				t.Errorf("Reload called %d times, want %d", calls, tt.calls)
+			}
+		})
+	}
+}

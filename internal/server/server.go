@@ -35,8 +35,11 @@ type Options struct {
 	// RoutePrefix is "" or "/x": all routes live below it.
 	RoutePrefix   string
 	TelemetryPath string
-	// EnableLifecycle serves PUT/POST /-/quit.
+	// EnableLifecycle serves PUT/POST /-/quit and /-/reload.
 	EnableLifecycle bool
+	// Reload re-reads the configuration files that can change at run time
+	// (PUT/POST /-/reload); nil means there is nothing to reload.
+	Reload func() error
 	// Health reports a failure that makes the gateway unready (such as
 	// failing storage); nil means none.
 	Health func() error
@@ -147,6 +150,27 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 	})
 	mux.Handle("PUT /-/quit", quit)
 	mux.Handle("POST /-/quit", quit)
+	// /-/reload as in Prometheus: 200 once reloaded, 500 with the error
+	// when a file is bad (the old configuration stays in place).
+	mux.HandleFunc("GET /-/reload", func(w http.ResponseWriter, _ *http.Request) {
+		w.WriteHeader(http.StatusMethodNotAllowed)
+		_, _ = io.WriteString(w, "Only POST or PUT requests allowed.")
+	})
+	reload := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		if !opts.EnableLifecycle {
+			w.WriteHeader(http.StatusForbidden)
+			_, _ = io.WriteString(w, "Lifecycle API is not enabled.")
+			return
+		}
+		if opts.Reload == nil {
+			return
+		}
+		if err := opts.Reload(); err != nil {
+			http.Error(w, "failed to reload config: "+err.Error(), http.StatusInternalServerError)
+		}
+	})
+	mux.Handle("PUT /-/reload", reload)
+	mux.Handle("POST /-/reload", reload)
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
 	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
