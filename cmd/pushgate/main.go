@@ -78,6 +78,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 	// reload re-reads the files that may change at run time; SIGHUP and
 	// /-/reload call it. It logs here because the signal has nobody to
 	// answer; /-/reload also answers with the error.
+	var st *store.Store // set below, before anything can reload
 	reload := func() error {
 		if err := ruleSet.Reload(); err != nil {
 			logger.Error("reload rules; keeping the previous rules", "file", cfg.RulesFile, "err", err)
@@ -85,6 +86,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		}
 		if cfg.RulesFile != "" {
 			logger.Info("rules reloaded", "file", cfg.RulesFile, "rules", len(ruleSet.Rules()))
+			st.RescheduleExpiry()
 		}
 		return nil
 	}
@@ -135,11 +137,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 		MaxLabelNameLength:  cfg.MaxLabelNameLength,
 		MaxLabelValueLength: cfg.MaxLabelValueLength,
 		ExpireAfter:         cfg.ExpireAfter,
+		ExpireRule:          ruleSet.ExpireAfter,
 		Logger:              logger.With("component", "store"),
 		Journal:             storage.Journal(),
 		Shared:              storage.Shared(),
 	}
-	st := store.New(storeOpts)
+	st = store.New(storeOpts)
 	st.RegisterMetrics(reg)
 	reg.MustRegister(rules.NewCollector(ruleSet, st, nil))
 

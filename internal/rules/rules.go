@@ -170,6 +170,14 @@ func (s *Set) Lookup(k grouping.Key) (Rule, bool) {
 	return Rule{}, false
 }
 
+// ExpireAfter returns the expiry the first rule matching k sets, if it sets
+// one (the store's Options.ExpireRule): a matching rule without
+// expire_after leaves the group to --push.expire-after.
+func (s *Set) ExpireAfter(k grouping.Key) (time.Duration, bool) {
+	r, ok := s.Lookup(k)
+	return r.ExpireAfter, ok && r.ExpireAfter > 0
+}
+
 // Reload re-reads the rules file. On an error the current rules stay in
 // place and the error is returned; without a file it does nothing.
 func (s *Set) Reload() error {

@@ -14,7 +14,8 @@ import (
 //
 // A group's deadline is its last successful push plus its expiry: the
 // group's own ExpireAfter if set (a push's Pushgate-Expire-After header),
-// else Options.ExpireAfter. Both parts are in the stored value, so a
+// else the operator's rule for it (Options.ExpireRule), else
+// Options.ExpireAfter. Both parts are in the stored value, so a
 // deadline survives a restart, and one that passed meanwhile expires right
 // after start. A group that was never pushed successfully (created by a
 // failed push) counts from its last failed push instead.
@@ -127,6 +128,11 @@ func (h *expiryHeap) next() (time.Time, bool) {
 // Deadline returns when g expires, and false if it never does.
 func (s *Store) Deadline(g *Group) (time.Time, bool) {
 	expire := g.ExpireAfter
+	if expire == 0 && s.expireRule != nil {
+		if d, ok := s.expireRule(g.Key); ok {
+			expire = d
+		}
+	}
 	if expire == 0 {
 		expire = s.expireAfter
 	}
@@ -154,6 +160,16 @@ func (s *Store) scheduleLocked(g *Group) {
 		s.expiry.set(g.Key.ID(), at)
 	} else {
 		s.expiry.remove(g.Key.ID())
+	}
+}
+
+// RescheduleExpiry computes every group's deadline again, after the rules
+// that give expiries changed (a reload).
+func (s *Store) RescheduleExpiry() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, g := range s.groups {
+		s.scheduleLocked(g)
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/store"
 	"github.com/pushgate/pushgate/internal/store/storetest"
 )
@@ -216,5 +217,45 @@ func TestRunExpiryWakes(t *testing.T) {
 	}
 	if !has(s, t, "job=far") {
 		t.Fatal("far group expired")
+	}
+}
+
+// TestExpiryPrecedence: a push's own expiry beats the operator's rule,
+// which beats the flag; a changed rule applies once rescheduled.
+func TestExpiryPrecedence(t *testing.T) {
+	c := newFakeClock()
+	ruleFor := map[string]time.Duration{"cron": 2 * time.Minute}
+	var mu sync.Mutex
+	rule := func(k grouping.Key) (time.Duration, bool) {
+		mu.Lock()
+		defer mu.Unlock()
+		d, ok := ruleFor[k.Labels()[0].Value]
+		return d, ok
+	}
+	s := store.New(store.Options{Now: c.Now, ExpireAfter: time.Minute, ExpireRule: rule})
+	push(t, s, "job=plain", 0)                       // the flag: 1m
+	push(t, s, "job=cron", 0)                        // the rule: 2m
+	push(t, s, "job=cron,instance=h", 0)             // the rule too (matched by job)
+	push(t, s, "job=cron,instance=x", 3*time.Minute) // its own: 3m
+	c.advance(time.Minute)
+	s.ExpireDue()
+	if has(s, t, "job=plain") || !has(s, t, "job=cron") {
+		t.Fatal("after 1m: want only the flag's group gone")
+	}
+	c.advance(time.Minute)
+	s.ExpireDue()
+	if has(s, t, "job=cron") || has(s, t, "job=cron,instance=h") || !has(s, t, "job=cron,instance=x") {
+		t.Fatal("after 2m: want the rule's groups gone, the push's own kept")
+	}
+	// A reload that lengthens the rule, then a new group under it.
+	push(t, s, "job=cron", 0)
+	mu.Lock()
+	ruleFor["cron"] = 10 * time.Minute
+	mu.Unlock()
+	s.RescheduleExpiry()
+	c.advance(3 * time.Minute)
+	s.ExpireDue()
+	if !has(s, t, "job=cron") || has(s, t, "job=cron,instance=x") {
+		t.Fatal("after the reload: want the rule's longer expiry, the push's own (3m) gone")
 	}
 }

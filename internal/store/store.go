@@ -105,6 +105,10 @@ type Options struct {
 	// for that long (--push.expire-after), unless the group has its own
 	// expiry; 0 means never, as in the reference.
 	ExpireAfter time.Duration
+	// ExpireRule, if set, gives the operator's expiry for a group (the
+	// first matching rule of --push.rules.file), which beats ExpireAfter;
+	// a push's own (Pushgate-Expire-After) beats both.
+	ExpireRule func(grouping.Key) (time.Duration, bool)
 }
 
 // Journal makes changes to groups durable. Each method returns only once
@@ -137,8 +141,9 @@ type Store struct {
 	shared  Shared
 	guards  guardLocks
 	metrics sharedMetrics
-	// expireAfter is Options.ExpireAfter.
+	// expireAfter and expireRule are Options'.
 	expireAfter time.Duration
+	expireRule  func(grouping.Key) (time.Duration, bool)
 
 	// writers is held shared by every write for its whole duration and
 	// exclusively by Wipe, so that a wipe never interleaves with a write
@@ -206,6 +211,7 @@ func New(opts Options) *Store {
 		keys:     keyLocks{m: map[string]*keyLock{}},
 
 		expireAfter: opts.ExpireAfter,
+		expireRule:  opts.ExpireRule,
 		limits: limits{
 			perPush: opts.MaxSeriesPerPush, total: opts.MaxSeries, groups: opts.MaxGroups,
 			labels: opts.MaxLabelsPerSeries, nameLen: opts.MaxLabelNameLength, valueLen: opts.MaxLabelValueLength,
