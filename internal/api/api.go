@@ -25,6 +25,8 @@ type Store interface {
 	// Delete removes one group durably; an error wrapping
 	// store.ErrStorage means it is still there.
 	Delete(key grouping.Key) error
+	// Deadline is when a group expires, if it does (README, Group expiry).
+	Deadline(g *store.Group) (time.Time, bool)
 }
 
 // Options describe the running gateway for the status endpoint.

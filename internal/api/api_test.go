@@ -180,6 +180,8 @@ func (s failingStore) View() *store.View         { return &store.View{} }
 func (s failingStore) Wipe() error               { return s.err }
 func (s failingStore) Delete(grouping.Key) error { return s.err }
 
+func (s failingStore) Deadline(*store.Group) (time.Time, bool) { return time.Time{}, false }
+
 // TestRoutes pins what each method gets on each path: the reference's
 // router answers 405 with Allow for a known path and another method, 404
 // for an unknown path, and the CORS preflight (OPTIONS) everywhere.

@@ -50,6 +50,9 @@ type groupInfo struct {
 	LastPushSuccessful bool       `json:"last_push_successful"`
 	Families           int        `json:"families"`
 	Series             int        `json:"series"`
+	// ExpiresAt is when the group expires (Store.Deadline); null when it
+	// never does.
+	ExpiresAt *time.Time `json:"expires_at"`
 }
 
 type groupList struct {
@@ -142,14 +145,18 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 			list.Next = EncodeStart(g.Key.ID())
 			break
 		}
-		list.Groups = append(list.Groups, groupInfo{
+		info := groupInfo{
 			Labels:             g.Key.Map(),
 			LastPushTime:       timeOrNil(g.PushTime),
 			LastFailureTime:    timeOrNil(g.FailTime),
 			LastPushSuccessful: g.LastPushSuccessful(),
 			Families:           len(g.Families),
 			Series:             g.Series(),
-		})
+		}
+		if at, ok := a.store.Deadline(g); ok {
+			info.ExpiresAt = &at
+		}
+		list.Groups = append(list.Groups, info)
 	}
 	a.respond(w, list)
 }

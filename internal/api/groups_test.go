@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/pushgate/pushgate/internal/access"
 	"github.com/pushgate/pushgate/internal/api"
@@ -163,14 +164,27 @@ func TestListGroups(t *testing.T) {
 	}
 }
 
-// TestListGroupsShape pins the JSON of one group.
+// TestListGroupsShape pins the JSON of one group: b expires an hour after
+// its push (by a rule), d never does.
 func TestListGroupsShape(t *testing.T) {
-	h := mux(api.New(fiveGroups(t), api.Options{}))
+	s := store.New(store.Options{
+		Now: func() time.Time { return pushedAt },
+		ExpireRule: func(k grouping.Key) (time.Duration, bool) {
+			return time.Hour, k.Get("job") == "b"
+		},
+	})
+	push(t, s, "job=b", "# TYPE x gauge\nx{l=\"1\"} 1\nx{l=\"2\"} 2\n# TYPE y counter\ny 3\n")
+	push(t, s, "job=d", "# TYPE x gauge\nx 1\n")
+	if err := s.Push(storetest.Key(t, "job=d"), storetest.Families(t, "# TYPE x counter\nx 1\n"), true); err == nil {
+		t.Fatal("inconsistent push to d accepted")
+	}
+	h := mux(api.New(s, api.Options{}))
 	w := do(h, http.MethodGet, "/api/v1/groups"+query([]string{`job=~"b|d"`}))
-	ts := pushedAt.Format("2006-01-02T15:04:05Z07:00")
+	ts := pushedAt.Format(time.RFC3339Nano)
+	exp := pushedAt.Add(time.Hour).Format(time.RFC3339Nano)
 	want := `{"status":"success","data":{"groups":[` +
-		`{"labels":{"job":"b"},"last_push_time":"` + ts + `","last_push_failure_time":null,"last_push_successful":true,"families":4,"series":5},` +
-		`{"labels":{"job":"d"},"last_push_time":"` + ts + `","last_push_failure_time":"` + ts + `","last_push_successful":true,"families":3,"series":3}]}}`
+		`{"labels":{"job":"b"},"last_push_time":"` + ts + `","last_push_failure_time":null,"last_push_successful":true,"families":4,"series":5,"expires_at":"` + exp + `"},` +
+		`{"labels":{"job":"d"},"last_push_time":"` + ts + `","last_push_failure_time":"` + ts + `","last_push_successful":true,"families":3,"series":3,"expires_at":null}]}}`
 	if got := w.Body.String(); got != want {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
