@@ -242,6 +242,18 @@ func matchAll(g *store.Group, text string, terms []term) bool {
 	return true
 }
 
+// matches reports whether the overview filtered by q (whose ?q= is
+// terms) shows e.
+func (q query) matches(e entry, terms []term) bool {
+	if q.Failed && e.g.LastPushSuccessful() {
+		return false
+	}
+	return matchAll(e.g, e.text, terms)
+}
+
+// Filtered reports whether the overview shows only some groups.
+func (q query) Filtered() bool { return q.Q != "" || q.Failed }
+
 // containsFold reports whether s contains lower, which is lower case,
 // ignoring case. It allocates only for a string with upper-case letters.
 func containsFold(s, lower string) bool {
@@ -286,6 +298,9 @@ type overviewPage struct {
 	WipeToken  string
 	DeletedKey string
 	Wiped      string
+	// DeletedMatching is the count of groups the last "delete the
+	// matching groups" deleted, from ?deleted_matching=.
+	DeletedMatching string
 	// Example is a push command for an empty gateway.
 	Example string
 }
@@ -307,6 +322,7 @@ func (u *UI) Overview(w http.ResponseWriter, r *http.Request) {
 	data := u.overview(q)
 	data.DeletedKey = v.Get("deleted")
 	data.Wiped = v.Get("wiped")
+	data.DeletedMatching = v.Get("deleted_matching")
 	if data.Total == 0 {
 		data.Example = `echo "some_metric 3.14" | curl --data-binary @- ` + shellQuote(u.baseURL(r)+"/metrics/job/some_job")
 	}
@@ -326,10 +342,7 @@ func (u *UI) overview(q query) *overviewPage {
 	cands := make([]candidate, 0, len(index.entries))
 	for pos, e := range index.entries {
 		g, info := e.g, e.groupInfo
-		if q.Failed && g.LastPushSuccessful() {
-			continue
-		}
-		if !matchAll(g, info.text, terms) {
+		if !q.matches(e, terms) {
 			continue
 		}
 		c := candidate{g: g, pos: pos, families: info.families, series: info.series}

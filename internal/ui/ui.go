@@ -1,7 +1,7 @@
 // Package ui serves the web pages: the overview of all groups (filtered,
 // sorted and paginated on the server, so that a store of any size sends a
 // page of rows), the detail page of one group, the status page, and the
-// forms that delete a group or wipe all of them.
+// forms that delete a group, the groups a filter matches, or all of them.
 //
 // Pages are html/template files embedded in the binary and parsed once in
 // New; they are executed into a buffer, so a template error is a clean 500.
@@ -101,7 +101,8 @@ type Options struct {
 	TelemetryPath string
 	// UTF8Names formats grouping keys for --push.enable-utf8-names.
 	UTF8Names bool
-	// EnableAdmin offers wiping all groups (--web.enable-admin-api).
+	// EnableAdmin offers wiping all groups and deleting the groups a
+	// filter matches (--web.enable-admin-api).
 	EnableAdmin bool
 	Flags       map[string]string
 	BuildInfo   map[string]string
@@ -246,6 +247,8 @@ func (u *UI) Routes() []Route {
 		{Pattern: "GET /static/{file}", Name: "static", Handler: http.HandlerFunc(u.static)},
 		{Pattern: "POST /delete", Name: "delete", Write: true, Handler: http.HandlerFunc(u.DeleteGroup)},
 		{Pattern: "POST /wipe", Name: "wipe", Write: true, Handler: http.HandlerFunc(u.WipeAll)},
+		{Pattern: "GET /delete-matching", Name: "status", Handler: http.HandlerFunc(u.ConfirmDeleteMatching)},
+		{Pattern: "POST /delete-matching", Name: "delete", Write: true, Handler: http.HandlerFunc(u.DeleteMatching)},
 	}
 }
 
