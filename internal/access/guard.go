@@ -167,7 +167,8 @@ const maxFormBytes = 64 << 10
 //	                                                scopes; the handler deletes only groups in
 //	                                                scope (ScopeFrom)
 //	GET, HEAD anything else                         read (telemetry path, UI, /api/v1/status|metrics)
-//	anything else                                   admin (PUT /api/v1/admin/wipe, POST /wipe)
+//	anything else                                   admin (PUT /api/v1/admin/wipe, POST /wipe,
+//	                                                POST /delete-matching)
 func (g *Guard) classify(r *http.Request) action {
 	p := r.URL.Path
 	switch {
