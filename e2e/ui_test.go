@@ -322,8 +322,8 @@ func hasGroupSeries(mfs map[string]*dto.MetricFamily, labels map[string]string) 
 	return false
 }
 
-// TestUI walks through the UI: overview, filter, group page, delete, status
-// and wipe, at the root and under a route prefix or external URL, and
+// TestUI walks through the UI: overview, filter, group page, delete, status,
+// delete the matching groups and wipe, at the root and under a route prefix or external URL, and
 // checks that every link and asset stays below the prefix.
 func TestUI(t *testing.T) {
 	for _, c := range []struct {
@@ -439,14 +439,58 @@ func TestUI(t *testing.T) {
 				b.shot("status-light")
 			}
 
+			// Delete the groups a filter matches: filter live, follow the
+			// offer, confirm a list that names them. A group that starts
+			// matching after the confirmation was shown makes the gateway
+			// refuse and ask again; the second confirmation deletes all.
+			b.do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("table.groups")))
+			b.do(chromedp.Click(chromedp.CSS("#q")), chromedp.SendKeys(chromedp.CSS("#q"), "filler"))
+			b.waitFor(rowsJS + fmt.Sprintf(` === %d`, fillers))
+			if got, want := bget(b, chromedp.Text(chromedp.CSS("#delete-matching"))), fmt.Sprintf("Delete the %d matching groups…", fillers); got != want {
+				t.Errorf("delete-matching offer says %q, want %q", got, want)
+			}
+			b.submit("#delete-matching", `!!document.getElementById('confirm-delete-matching')`)
+			if n := eval[int](b, `document.querySelectorAll('#matching-groups li').length`); n != fillers {
+				t.Errorf("confirmation lists %d groups, want %d", n, fillers)
+			}
+			if text := b.mainText(); !strings.Contains(text, fmt.Sprintf("Delete the %d matching groups?", fillers)) || !strings.Contains(text, "instance=host-00") {
+				t.Errorf("confirmation:\n%s", truncate(text, 1500))
+			}
+			if c.shots {
+				b.shot("delete-matching-light")
+			}
+			mustPush(t, g, http.MethodPut, "/metrics/job/filler/instance/host-99", []byte(fillerBody), nil, http.StatusOK)
+			b.submit("#confirm-delete-matching", `!!document.querySelector('.notice.error')`)
+			if text := b.mainText(); !strings.Contains(text, fmt.Sprintf("Nothing was deleted: the groups matching the filter changed after you confirmed (you confirmed %d, %d match now)", fillers, fillers+1)) {
+				t.Errorf("after a change, the confirmation says:\n%s", truncate(text, 1500))
+			}
+			if mfs := g.scrape(t); !hasGroupSeries(mfs, map[string]string{"job": "filler", "instance": "host-00"}) {
+				t.Errorf("a refused delete-matching deleted groups")
+			}
+			b.submit("#confirm-delete-matching", `!!document.querySelector('.notice.ok')`)
+			if text := b.mainText(); !strings.Contains(text, fmt.Sprintf("Deleted the %d matching groups.", fillers+1)) || !strings.Contains(text, "No group matches.") {
+				t.Errorf("after delete-matching:\n%s", truncate(text, 1500))
+			}
+			if loc := bget(b, chromedp.Location()); !strings.HasPrefix(loc, base+"/?") || !strings.Contains(loc, "q=filler") {
+				t.Errorf("after delete-matching, location is %s", loc)
+			}
+			mfs = g.scrape(t)
+			if hasGroupSeries(mfs, map[string]string{"job": "filler"}) {
+				t.Errorf("deleted groups are still in /metrics")
+			}
+			if !hasGroupSeries(mfs, map[string]string{"job": "backup", "instance": "db-1"}) {
+				t.Errorf("a group that did not match is gone from /metrics")
+			}
+			left := total - 1 - fillers
+
 			// Wipe, confirming a count that names every group.
 			b.do(chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS("table.groups")))
 			b.do(chromedp.Click(chromedp.CSS(".danger-zone summary")), chromedp.WaitVisible(chromedp.CSS(".danger-zone button[type=submit]")))
-			if got, want := bget(b, chromedp.Text(chromedp.CSS(".danger-zone button[type=submit]"))), fmt.Sprintf("Delete all %d groups", total-1); got != want {
+			if got, want := bget(b, chromedp.Text(chromedp.CSS(".danger-zone button[type=submit]"))), fmt.Sprintf("Delete all %d groups", left); got != want {
 				t.Errorf("wipe button says %q, want %q", got, want)
 			}
 			b.submit(".danger-zone button[type=submit]", `!!document.querySelector('.notice.ok')`)
-			if text := b.mainText(); !strings.Contains(text, fmt.Sprintf("Deleted all %d groups", total-1)) || !strings.Contains(text, "No groups yet") {
+			if text := b.mainText(); !strings.Contains(text, fmt.Sprintf("Deleted all %d groups", left)) || !strings.Contains(text, "No groups yet") {
 				t.Errorf("after wipe:\n%s", truncate(text, 1500))
 			}
 			if mfs := g.scrape(t); mfs[pushTimeName] != nil {
