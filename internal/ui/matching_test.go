@@ -13,7 +13,10 @@ import (
 	"github.com/pushgate/pushgate/internal/grouping"
 )
 
-var hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+var (
+	hiddenField = regexp.MustCompile(`<input type="hidden" name="([a-z]+)" value="([^"]*)">`)
+	tag         = regexp.MustCompile(`<[^>]+>`)
+)
 
 // confirmForm reads the hidden fields of the confirmation at target.
 func confirmForm(t *testing.T, e *env, target string) (url.Values, string) {
@@ -29,8 +32,8 @@ func confirmForm(t *testing.T, e *env, target string) (url.Values, string) {
 	return v, body
 }
 
-// listed returns the keys a confirmation lists, as their "job=... " chips
-// without markup.
+// listed returns the keys a confirmation lists, as the text of their label
+// chips ("job=backupinstance=db-1").
 func listed(body string) []string {
 	_, list, ok := strings.Cut(body, `<ul class="matching" id="matching-groups">`)
 	if !ok {
@@ -39,7 +42,7 @@ func listed(body string) []string {
 	list, _, _ = strings.Cut(list, "</ul>")
 	var out []string
 	for _, li := range strings.Split(list, "<li>")[1:] {
-		out = append(out, regexp.MustCompile(`<[^>]+>`).ReplaceAllString(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(li), "</li>")), ""))
+		out = append(out, tag.ReplaceAllString(strings.TrimSpace(li), ""))
 	}
 	return out
 }
@@ -75,7 +78,7 @@ func TestDeleteMatchingOffered(t *testing.T) {
 			}
 			// The link carries the filter only: sorting and paging do not
 			// change the set.
-			if want := "/pg/delete-matching?" + html.EscapeString(url.Values(mustQuery(t, c.query)).Encode()); m[1] != want {
+			if want := "/pg/delete-matching?" + html.EscapeString(mustQuery(t, c.query).Encode()); m[1] != want {
 				t.Errorf("link %q, want %q", m[1], want)
 			}
 		})
