@@ -5,6 +5,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -21,6 +22,9 @@ type countingStore struct{ wipes, deletes int }
 func (s *countingStore) View() *store.View         { return &store.View{} }
 func (s *countingStore) Wipe() error               { s.wipes++; return nil }
 func (s *countingStore) Delete(grouping.Key) error { s.deletes++; return nil }
+func (s *countingStore) Deadline(*store.Group) (time.Time, bool) {
+	return time.Time{}, false
+}
 
 // TestWritesWaitForRestore sends every write route before the server is
 // ready: each is answered 503 with a one-line reason and reaches nothing.
