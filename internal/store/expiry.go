@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -106,10 +107,11 @@ func (h *expiryHeap) remove(id string) {
 	}
 }
 
-// popDue removes and returns the IDs whose deadline is not after now.
-func (h *expiryHeap) popDue(now time.Time) []string {
+// popDue removes and returns the IDs whose deadline is not after now, at
+// most limit of them.
+func (h *expiryHeap) popDue(now time.Time, limit int) []string {
 	var ids []string
-	for len(h.items) > 0 && !h.items[0].at.After(now) {
+	for len(h.items) > 0 && len(ids) < limit && !h.items[0].at.After(now) {
 		it := heap.Pop(h).(*expiryItem)
 		delete(h.byID, it.id)
 		ids = append(ids, it.id)
@@ -204,38 +206,83 @@ func (s *Store) RunExpiry(ctx context.Context) {
 // it; tests with their own clock do too.
 func (s *Store) ExpireDue() int {
 	now := s.now()
-	s.mu.Lock()
-	ids := s.expiry.popDue(now)
-	s.mu.Unlock()
-	n, failed := 0, 0
-	var firstErr error
-	var firstKey string
-	for _, id := range ids {
-		deleted, err := s.expire(id, now)
-		if err != nil {
-			s.mu.Lock()
-			if g := s.groups[id]; g != nil {
-				if _, ok := s.expiry.byID[id]; !ok {
-					s.expiry.set(id, now.Add(expiryRetry))
-				}
-				if failed++; firstErr == nil {
-					firstErr, firstKey = err, g.Key.String()
-				}
-			}
-			s.mu.Unlock()
-			continue
+	var (
+		mu       sync.Mutex // guards the counts below
+		n, fails int
+		firstErr error
+		firstKey string
+	)
+	for {
+		// In batches, so that a mass expiry holds mu briefly at a time.
+		s.mu.Lock()
+		ids := s.expiry.popDue(now, expiryBatch)
+		s.mu.Unlock()
+		if len(ids) == 0 {
+			break
 		}
-		if deleted != nil {
-			n++
-			s.metrics.expired.Inc()
-			at, _ := s.Deadline(deleted)
-			s.logger.Info("group expired", "grouping_key", deleted.Key.String(), "deadline", at)
+		// Several at once with a journal: it shares one commit (and
+		// fsync) between concurrent writes, not between one after
+		// another. In memory, one is fastest.
+		workers := 1
+		if s.journal != nil || s.shared != nil {
+			workers = min(expiryWorkers, len(ids))
 		}
+		work := make(chan string)
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Go(func() {
+				for id := range work {
+					deleted, err := s.expire(id, now)
+					mu.Lock()
+					switch {
+					case err != nil:
+						if key, failed := s.retryExpiry(id, now); failed {
+							if fails++; firstErr == nil {
+								firstErr, firstKey = err, key
+							}
+						}
+					case deleted != nil:
+						n++
+						s.metrics.expired.Inc()
+						at, _ := s.Deadline(deleted)
+						s.logger.Info("group expired", "grouping_key", deleted.Key.String(), "deadline", at)
+					}
+					mu.Unlock()
+				}
+			})
+		}
+		for _, id := range ids {
+			work <- id
+		}
+		close(work)
+		wg.Wait()
 	}
-	if failed > 0 {
-		s.logger.Warn("expire groups; trying again", "failed", failed, "grouping_key", firstKey, "err", firstErr, "retry_in", expiryRetry)
+	if fails > 0 {
+		s.logger.Warn("expire groups; trying again", "failed", fails, "grouping_key", firstKey, "err", firstErr, "retry_in", expiryRetry)
 	}
 	return n
+}
+
+// Mass expiry: how many deadlines one hold of mu takes from the heap, and
+// how many deletes run at once with a journal.
+const (
+	expiryBatch   = 1024
+	expiryWorkers = 32
+)
+
+// retryExpiry schedules a group whose expiry failed to be tried again, and
+// returns its key for the warning; false if the group is gone meanwhile.
+func (s *Store) retryExpiry(id string, now time.Time) (string, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	g := s.groups[id]
+	if g == nil {
+		return "", false
+	}
+	if _, ok := s.expiry.byID[id]; !ok {
+		s.expiry.set(id, now.Add(expiryRetry))
+	}
+	return g.Key.String(), true
 }
 
 // expire deletes the group if it is still expired at now, through the

@@ -67,7 +67,7 @@ func TestExpiryShared(t *testing.T) {
 	due := func(s *Store) []string {
 		s.mu.Lock()
 		defer s.mu.Unlock()
-		return s.expiry.popDue(s.now())
+		return s.expiry.popDue(s.now(), 1<<30)
 	}
 	if da, db := due(a), due(b); len(da) != 1 || len(db) != 1 {
 		t.Fatalf("due: %v and %v, want the group on both", da, db)
