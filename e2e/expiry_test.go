@@ -2,6 +2,7 @@ package e2e
 
 import (
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -116,4 +117,48 @@ func TestExpiry(t *testing.T) {
 	if !jobs(g)["never"] {
 		t.Error("group pushed with expiry 0 lost over the restart")
 	}
+}
+
+// TestExpiryByRule: a rule's expire_after deletes the groups it matches,
+// a push's header beats it, and groups no rule gives an expiry to stay
+// (the flag is off).
+func TestExpiryByRule(t *testing.T) {
+	requirePushgate(t, "group expiry by rule")
+	dir := t.TempDir()
+	rules := filepath.Join(dir, "rules.yml")
+	writeFile(t, rules, []byte("rules:\n  - match: '{job=~\"ruled.*\"}'\n    expire_after: 1s\n"))
+	g := startDurable(t, dir, "--push.rules.file="+rules)
+	push := func(job string, header map[string]string) time.Time {
+		t.Helper()
+		if r := g.do(t, http.MethodPut, "/metrics/job/"+job, header, []byte("x 1\n")); r.status != http.StatusOK {
+			t.Fatalf("push %s: %s", job, r)
+		}
+		return time.Now()
+	}
+	acked := push("ruled", nil)
+	push("ruled-never", map[string]string{"Pushgate-Expire-After": "0"})
+	push("plain", nil)
+	for time.Since(acked) < 4*time.Second {
+		present := map[string]bool{}
+		if mf := g.scrape(t)["push_time_seconds"]; mf != nil {
+			for _, m := range mf.Metric {
+				for _, l := range m.Label {
+					if l.GetName() == "job" {
+						present[l.GetValue()] = true
+					}
+				}
+			}
+		}
+		if !present["plain"] || !present["ruled-never"] {
+			t.Fatalf("groups %v: plain (no rule, no flag) and ruled-never (header 0) must stay", present)
+		}
+		if !present["ruled"] {
+			if d := time.Since(acked); d < 900*time.Millisecond || d > 2500*time.Millisecond {
+				t.Fatalf("ruled group gone %v after its push, want 1 s (+ at most a second)", d)
+			}
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatal("the rule's group did not expire")
 }
