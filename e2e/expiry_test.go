@@ -31,20 +31,6 @@ func TestExpiry(t *testing.T) {
 		}
 		return sent, time.Now()
 	}
-	jobs := func(g *gateway) map[string]bool {
-		t.Helper()
-		present := map[string]bool{}
-		if mf := g.scrape(t)["push_time_seconds"]; mf != nil {
-			for _, m := range mf.Metric {
-				for _, l := range m.Label {
-					if l.GetName() == "job" {
-						present[l.GetValue()] = true
-					}
-				}
-			}
-		}
-		return present
-	}
 
 	if r := g.do(t, http.MethodPut, "/metrics/job/bad", map[string]string{"Pushgate-Expire-After": "soon"}, []byte("x 1\n")); r.status != http.StatusBadRequest || strings.Count(strings.TrimSpace(string(r.body)), "\n") != 0 {
 		t.Fatalf("bad header: %s, want 400 with one line", r)
@@ -72,7 +58,7 @@ func TestExpiry(t *testing.T) {
 			want["renew"].sent, want["renew"].acked, renewed = s, a, true
 		}
 		now := time.Now()
-		present := jobs(g)
+		present := pushedJobs(t, g)
 		if !present["never"] || present["bad"] {
 			t.Fatalf("groups %v: want never there and no bad", present)
 		}
@@ -108,13 +94,13 @@ func TestExpiry(t *testing.T) {
 	time.Sleep(time.Until(acked.Add(1100 * time.Millisecond)))
 	g = startDurable(t, dir, "--push.expire-after=2s")
 	ready := time.Now()
-	for jobs(g)["down"] {
+	for pushedJobs(t, g)["down"] {
 		if time.Since(ready) > time.Second {
 			t.Fatal("group whose deadline passed while the gateway was down still there 1s after start")
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if !jobs(g)["never"] {
+	if !pushedJobs(t, g)["never"] {
 		t.Error("group pushed with expiry 0 lost over the restart")
 	}
 }
@@ -139,16 +125,7 @@ func TestExpiryByRule(t *testing.T) {
 	push("ruled-never", map[string]string{"Pushgate-Expire-After": "0"})
 	push("plain", nil)
 	for time.Since(acked) < 4*time.Second {
-		present := map[string]bool{}
-		if mf := g.scrape(t)["push_time_seconds"]; mf != nil {
-			for _, m := range mf.Metric {
-				for _, l := range m.Label {
-					if l.GetName() == "job" {
-						present[l.GetValue()] = true
-					}
-				}
-			}
-		}
+		present := pushedJobs(t, g)
 		if !present["plain"] || !present["ruled-never"] {
 			t.Fatalf("groups %v: plain (no rule, no flag) and ruled-never (header 0) must stay", present)
 		}
@@ -161,4 +138,20 @@ func TestExpiryByRule(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	t.Fatal("the rule's group did not expire")
+}
+
+// pushedJobs returns the jobs of the groups g exposes.
+func pushedJobs(t *testing.T, g *gateway) map[string]bool {
+	t.Helper()
+	present := map[string]bool{}
+	if mf := g.scrape(t)["push_time_seconds"]; mf != nil {
+		for _, m := range mf.Metric {
+			for _, l := range m.Label {
+				if l.GetName() == "job" {
+					present[l.GetValue()] = true
+				}
+			}
+		}
+	}
+	return present
 }

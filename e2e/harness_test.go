@@ -428,18 +428,24 @@ func (g *gateway) do(t testing.TB, method, path string, header map[string]string
 func (g *gateway) tryDo(method, path string, header map[string]string, body []byte) (response, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	return send(ctx, httpClient, method, "http://"+g.addr+path, header, body)
+}
+
+// send sends one request with client and reads the whole answer; an error
+// means no answer (refused, cut off, timed out).
+func send(ctx context.Context, client *http.Client, method, url string, header map[string]string, body []byte) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, "http://"+g.addr+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, url, rd)
 	if err != nil {
 		return response{}, err
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
-	resp, err := httpClient.Do(req)
+	resp, err := client.Do(req)
 	if err != nil {
 		return response{}, err
 	}

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"os"
 	"path/filepath"
 	"sort"
 	"testing"
@@ -29,30 +28,7 @@ func TestPrometheusScrape(t *testing.T) {
 		}
 	}
 
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 1s
-  evaluation_interval: 1m
-scrape_configs:
-  - job_name: pushgateway
-    honor_labels: true
-    metrics_path: %s/metrics
-    static_configs:
-      - targets: ['%s']
-`, g.prefix, g.addr)
-	cfgFile := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgFile, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	promAddr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	prom := startProcess(t, "prometheus", prometheusBin,
-		"--config.file="+cfgFile,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+promAddr,
-		"--log.level=warn",
-		"--storage.tsdb.retention.time=1h",
-	)
+	promAddr, prom := startPrometheus(t, g, t.TempDir(), "1m", "")
 
 	want := map[string]string{ // job -> instance
 		"batch1": "host-a",
@@ -127,4 +103,36 @@ func sorted(m map[string]string) []string {
 	}
 	sort.Strings(out)
 	return out
+}
+
+// startPrometheus runs a real Prometheus in dir that scrapes g every second
+// with honor_labels, evaluating rules every evalInterval from ruleFile (""
+// for none). It returns its address and process.
+func startPrometheus(t *testing.T, g *gateway, dir, evalInterval, ruleFile string) (string, *process) {
+	t.Helper()
+	rules := ""
+	if ruleFile != "" {
+		rules = "rule_files:\n  - " + ruleFile + "\n"
+	}
+	cfgFile := filepath.Join(dir, "prometheus.yml")
+	writeFile(t, cfgFile, fmt.Appendf(nil, `global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+  evaluation_interval: %s
+%sscrape_configs:
+  - job_name: pushgateway
+    honor_labels: true
+    metrics_path: %s/metrics
+    static_configs:
+      - targets: ['%s']
+`, evalInterval, rules, g.prefix, g.addr))
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
+	prom := startProcess(t, "prometheus", prometheusBin,
+		"--config.file="+cfgFile,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address="+addr,
+		"--log.level=warn",
+		"--storage.tsdb.retention.time=1h",
+	)
+	return addr, prom
 }

@@ -17,7 +17,6 @@ import (
 	"context"
 	crand "crypto/rand"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"net/http"
 	"slices"
@@ -113,24 +112,7 @@ func (r *replica) restart(t testing.TB) {
 // req sends one request and reads the whole answer; an error means no
 // answer (refused, cut off, timed out).
 func (r *replica) req(method, path string, body []byte) (response, error) {
-	var rd io.Reader
-	if body != nil {
-		rd = bytes.NewReader(body)
-	}
-	req, err := http.NewRequest(method, "http://"+r.addr+path, rd)
-	if err != nil {
-		return response{}, err
-	}
-	resp, err := haClient.Do(req)
-	if err != nil {
-		return response{}, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return response{}, fmt.Errorf("read body: %w", err)
-	}
-	return response{status: resp.StatusCode, header: resp.Header, body: b}, nil
+	return send(context.Background(), haClient, method, "http://"+r.addr+path, nil, body)
 }
 
 func (r *replica) mustReq(t testing.TB, method, path string, body []byte) response {
@@ -627,7 +609,7 @@ func TestReplicationConflictRace(t *testing.T) {
 		},
 	}
 	outcomes := map[string]int{} // "kind: statusA/statusB" -> rounds
-	bad := 0
+	decided := 0
 	start := time.Now()
 	for i := range rounds {
 		k := kinds[i%len(kinds)]
@@ -657,24 +639,26 @@ func TestReplicationConflictRace(t *testing.T) {
 		outcomes[fmt.Sprintf("%s: %d/%d", k.name, sa, sb)]++
 		switch {
 		case acked(sa) && acked(sb):
-			bad++
 			t.Errorf("round %d (%s): both accepted: %s on %s and %s on %s", i, k.name, pa.path, ra.name, pb.path, rb.name)
 		case sa == http.StatusBadRequest && sb == http.StatusBadRequest:
 			t.Errorf("round %d (%s): both refused: %q / %q", i, k.name, bodyA, bodyB)
 		case acked(sa) != (sb == http.StatusBadRequest) && acked(sb) != (sa == http.StatusBadRequest):
 			// Neither 200/400 nor 400/200: some 503 or other.
 			t.Logf("round %d (%s): %d %q / %d %q", i, k.name, sa, bodyA, sb, bodyB)
+		default:
+			decided++
 		}
 	}
 	t.Logf("%d rounds in %v: %v", rounds, time.Since(start).Round(time.Millisecond), outcomes)
 	// Every replica must still serve an exposition that parses and agrees.
 	converge(t, c.reps)
 	for _, r := range c.reps {
-		r.families(t)
 		t.Logf("%s: pushgate_etcd_conflicts_total %v", r.name, r.ownValue(t, "pushgate_etcd_conflicts_total"))
 	}
-	if bad > 0 {
-		t.Errorf("%d of %d rounds accepted both conflicting pushes", bad, rounds)
+	// Rounds that end in 503s prove nothing either way: most must be
+	// decided, one push accepted and the other refused.
+	if decided < rounds/2 {
+		t.Errorf("only %d of %d rounds ended in one 200 and one 400", decided, rounds)
 	}
 }
 

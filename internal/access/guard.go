@@ -136,12 +136,11 @@ func (a action) allowedFor(p *principal) bool {
 		return true
 	case a.kind == kindRead:
 		return p.role == RoleRead
-	case a.kind == kindPush && a.keyErr != nil:
-		return len(p.push) > 0
-	case a.kind == kindPush:
+	case a.kind == kindPush && a.keyErr == nil:
 		return p.mayPush(a.key)
-	case a.kind == kindScoped:
-		// The handler skips the groups outside the push scopes.
+	case a.kind == kindPush, a.kind == kindScoped:
+		// A bad key is refused by the handler; on the scoped route the
+		// handler skips the groups outside the push scopes.
 		return len(p.push) > 0
 	default:
 		return false

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -60,10 +61,8 @@ func LoadFile(path string) (File, error) {
 		if err := yaml.UnmarshalStrict(b, &f); err != nil {
 			return f, fmt.Errorf("parse etcd config %s: %w", path, err)
 		}
-		f.TLS.SetDirectory(dirOf(path))
-		if f.PasswordFile != "" {
-			f.PasswordFile = joinDir(dirOf(path), f.PasswordFile)
-		}
+		f.TLS.SetDirectory(filepath.Dir(path))
+		f.PasswordFile = promconfig.JoinDir(filepath.Dir(path), f.PasswordFile)
 	}
 	if f.Password != "" && f.PasswordFile != "" {
 		return f, errors.New("etcd config: at most one of password and password_file")
@@ -75,20 +74,6 @@ func LoadFile(path string) (File, error) {
 		f.RequestTimeout = defaultRequestTimeout
 	}
 	return f, nil
-}
-
-func dirOf(path string) string {
-	if i := strings.LastIndexByte(path, '/'); i >= 0 {
-		return path[:i]
-	}
-	return "."
-}
-
-func joinDir(dir, path string) string {
-	if strings.HasPrefix(path, "/") || dir == "" {
-		return path
-	}
-	return dir + "/" + path
 }
 
 // password returns the password, read from its file if configured.

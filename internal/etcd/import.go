@@ -2,7 +2,6 @@ package etcd
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"time"
 
@@ -53,9 +52,7 @@ func (j *Journal) Import(ctx context.Context, values map[string][]byte, source s
 		return nil
 	}
 	for id, v := range values {
-		nonce := make([]byte, nonceLen)
-		_, _ = rand.Read(nonce)
-		value := j.encode(nonce, v)
+		_, value := j.encodeNew(v)
 		if len(ops) == importChunk || size+len(value)+len(id)+requestOverhead > j.maxReq {
 			if err := flush(); err != nil {
 				return false, err

@@ -256,13 +256,13 @@ func (j *Journal) Commit(w *store.Write) (int64, error) {
 	case w.Value == nil:
 		r.ops, r.size = 1+len(w.Guards), requestOverhead+len(w.ID)
 	default:
-		r.nonce = make([]byte, nonceLen)
-		_, _ = rand.Read(r.nonce)
-		r.value = j.encode(r.nonce, w.Value)
+		r.nonce, r.value = j.encodeNew(w.Value)
 		r.ops = 1 + len(w.Guards)
 		r.size = requestOverhead + 2*len(w.ID) + len(r.value)
-		for _, g := range append(w.Guards, w.Checks...) {
-			r.size += 2 * (len(j.prefix) + len(guardsDir) + len(g) + 8)
+		for _, keys := range [][]string{w.Guards, w.Checks} {
+			for _, g := range keys {
+				r.size += 2 * (len(j.prefix) + len(guardsDir) + len(g) + 8)
+			}
 		}
 		if r.size > j.maxReq {
 			return 0, &store.LimitError{Kind: store.StoredBytes, Got: r.size, Max: j.maxReq}
@@ -504,26 +504,18 @@ func (j *Journal) readBack(ctx context.Context, r *request) (result, error) {
 		j.saw(resp.Header.Revision)
 		return result{rev: resp.Header.Revision}, nil
 	}
-	if r.w.Value == nil {
-		resp, err := j.cli.Get(ctx, j.key(groupsDir, r.w.ID))
-		if err != nil {
-			return result{}, err
-		}
-		j.saw(resp.Header.Revision)
-		if len(resp.Kvs) == 0 {
-			return result{rev: j.tick()}, nil // gone: by this delete or another
-		}
-		return result{err: &store.ConflictError{Rev: resp.Header.Revision}}, nil
-	}
 	resp, err := j.cli.Get(ctx, j.key(groupsDir, r.w.ID))
 	if err != nil {
 		return result{}, err
 	}
 	j.saw(resp.Header.Revision)
-	if len(resp.Kvs) == 1 && bytes.HasPrefix(resp.Kvs[0].Value, r.nonce) {
+	switch {
+	case r.w.Value == nil && len(resp.Kvs) == 0:
+		return result{rev: j.tick()}, nil // gone: by this delete or another
+	case r.w.Value != nil && len(resp.Kvs) == 1 && bytes.HasPrefix(resp.Kvs[0].Value, r.nonce):
 		return result{rev: resp.Kvs[0].ModRevision}, nil
 	}
-	// Not there (the read is linearizable): not committed so far. The
+	// Not done (the read is linearizable): not committed so far. The
 	// store checks and writes it again, on condition of the group's
 	// revision, so should the lost transaction still commit, the new
 	// write conflicts with it, and the store sees it before it retries.
@@ -628,10 +620,12 @@ func (j *Journal) Close() error {
 // maxValueBytes bounds a group's value once decompressed.
 const maxValueBytes = 1 << 30
 
-// encode makes the stored form of a store's value: the nonce, then the
-// value compressed.
-func (j *Journal) encode(nonce, value []byte) []byte {
-	return j.enc.EncodeAll(value, append(make([]byte, 0, nonceLen+len(value)/2+64), nonce...))
+// encodeNew makes the stored form of a store's value: a new random write
+// nonce, then the value compressed. It returns both.
+func (j *Journal) encodeNew(value []byte) (nonce, stored []byte) {
+	nonce = make([]byte, nonceLen)
+	_, _ = rand.Read(nonce)
+	return nonce, j.enc.EncodeAll(value, append(make([]byte, 0, nonceLen+len(value)/2+64), nonce...))
 }
 
 // decode returns the store's value from its stored form.

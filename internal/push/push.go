@@ -235,14 +235,10 @@ func Reserved() []store.Reserved {
 	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(m.size, m.duration, m.rejections)
-	mfs, err := reg.Gather()
+	reserved, err := store.ReservedFrom(reg)
 	if err != nil {
 		// Our own collectors, just built: a failure is a programming error.
 		panic(fmt.Sprintf("gather the push API's own metrics: %v", err))
-	}
-	reserved := make([]store.Reserved, 0, len(mfs))
-	for _, mf := range mfs {
-		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
 	}
 	return reserved
 }

@@ -151,9 +151,6 @@ func FromRules(rules []Rule) *Set {
 	return s
 }
 
-// Path is the rules file; "" if none.
-func (s *Set) Path() string { return s.path }
-
 // Rules returns the current rules, in file order. The slice must not be
 // modified.
 func (s *Set) Rules() []Rule { return *s.rules.Load() }

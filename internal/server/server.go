@@ -67,14 +67,10 @@ func Reserved() []store.Reserved {
 	requests.WithLabelValues("200", "push", "put")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(requests)
-	mfs, err := reg.Gather()
+	reserved, err := store.ReservedFrom(reg)
 	if err != nil {
 		// Our own collector, just built: a failure is a programming error.
 		panic(fmt.Sprintf("gather the server's own metrics: %v", err))
-	}
-	reserved := make([]store.Reserved, 0, len(mfs))
-	for _, mf := range mfs {
-		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
 	}
 	return reserved
 }

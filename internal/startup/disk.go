@@ -48,6 +48,8 @@ func openDisk(dir, persistenceFile string, compactInterval time.Duration, logger
 
 func (d *diskBackend) journal() store.Journal { return d.db }
 
+func (*diskBackend) shared() store.Shared { return nil }
+
 func (d *diskBackend) healthy() error { return d.db.Healthy() }
 
 // restore replays the journal, compacts it if that is worth it, and on the

@@ -33,6 +33,8 @@ func newMemory(path string, interval time.Duration, logger *slog.Logger) *memory
 // journal is nil: without one the store keeps its changes in memory.
 func (m *memoryBackend) journal() store.Journal { return nil }
 
+func (*memoryBackend) shared() store.Shared { return nil }
+
 // healthy is always nil: memory does not fail, and a failed rewrite of the
 // file is logged by the persister, as the reference does, without making
 // the gateway unready.

@@ -14,14 +14,9 @@ import (
 // server.Reserved). Call it once every part registered its metrics, before
 // the store is built.
 func Reserved(g prometheus.Gatherer, extra ...store.Reserved) ([]store.Reserved, error) {
-	mfs, err := g.Gather()
+	own, err := store.ReservedFrom(g)
 	if err != nil {
 		return nil, fmt.Errorf("gather own metrics: %w", err)
 	}
-	reserved := make([]store.Reserved, 0, len(extra)+len(mfs))
-	reserved = append(reserved, extra...)
-	for _, mf := range mfs {
-		reserved = append(reserved, store.Reserved{Name: mf.GetName(), Type: mf.GetType()})
-	}
-	return reserved, nil
+	return append(extra, own...), nil
 }

@@ -65,8 +65,11 @@ type Store interface {
 // methods in this order: journal and healthy at any time after Open, restore
 // once, then run once, then close once.
 type backend interface {
-	// journal makes the store's changes durable; nil keeps them in memory.
+	// journal makes the store's changes durable; nil keeps them in memory
+	// (or shared).
 	journal() store.Journal
+	// shared is the journal shared with other replicas; nil unless etcd.
+	shared() store.Shared
 	// healthy returns why the backend cannot take writes, or nil.
 	healthy() error
 	// restore loads the stored groups into st, which is empty and uses
@@ -133,12 +136,7 @@ func (s *Storage) Journal() store.Journal { return s.backend.journal() }
 
 // Shared is the store's shared journal (store.Options.Shared); nil unless
 // the groups are kept in etcd.
-func (s *Storage) Shared() store.Shared {
-	if e, ok := s.backend.(*etcdBackend); ok {
-		return e.shared()
-	}
-	return nil
-}
+func (s *Storage) Shared() store.Shared { return s.backend.shared() }
 
 // Healthy returns why the storage cannot take writes (for readiness), or
 // nil.

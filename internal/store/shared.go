@@ -163,16 +163,14 @@ func (l *guardLocks) unlock(h held) {
 }
 
 // sharedWriteLocked builds the write that replaces old by ng (nil: deletes
-// the group), and returns the guards it changes. instances gives the
+// the group), but for its Value, which needs no lock (encode it after
+// releasing mu), and returns the guards it changes. instances gives the
 // instance label of a pushed series by hash, for a group whose key has
 // none; nil means "".
 func (s *Store) sharedWriteLocked(id string, old, ng *Group, instances map[uint64]string) (*Write, []int) {
 	w := &Write{ID: id, Base: s.rev}
 	if old != nil {
 		w.Rev = old.rev
-	}
-	if ng != nil {
-		w.Value = encodeGroup(ng)
 	}
 	changes, compares := map[int]bool{}, map[int]bool{}
 	if ng != nil {

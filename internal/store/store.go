@@ -72,6 +72,19 @@ type Reserved struct {
 	Type dto.MetricType
 }
 
+// ReservedFrom lists the families g gathers as Reserved.
+func ReservedFrom(g prometheus.Gatherer) ([]Reserved, error) {
+	mfs, err := g.Gather()
+	if err != nil {
+		return nil, err
+	}
+	reserved := make([]Reserved, 0, len(mfs))
+	for _, mf := range mfs {
+		reserved = append(reserved, Reserved{Name: mf.GetName(), Type: mf.GetType()})
+	}
+	return reserved, nil
+}
+
 // Options configure a Store. The zero value is usable.
 type Options struct {
 	// UTF8Names accepts metric and label names outside the legacy

@@ -149,6 +149,9 @@ func (s *Store) write(id string, build func(old *Group) (*Group, error), instanc
 			guards = s.guards.lock(need)
 			continue
 		}
+		if ng != nil {
+			w.Value = encodeGroup(ng) // ng is not published: no lock needed
+		}
 		err = s.commitShared(w)
 		var conflict *ConflictError
 		if !errors.As(err, &conflict) {
