@@ -424,6 +424,7 @@ func TestReplicationConcurrentWrites(t *testing.T) {
 	)
 	var mu sync.Mutex
 	statuses := map[string]int{} // "METHOD status" -> count
+	raced := 0                   // writes refused after losing 8 races
 	var wg sync.WaitGroup
 	start := time.Now()
 	for w := range writers {
@@ -451,17 +452,30 @@ func TestReplicationConcurrentWrites(t *testing.T) {
 				} else {
 					key += strconv.Itoa(resp.status)
 				}
-				if err != nil || !acked(resp.status) {
+				lostRaces := err == nil && resp.status == http.StatusServiceUnavailable && strings.Contains(string(resp.body), "conflicting writes")
+				switch {
+				case lostRaces:
+					// Several writers on one group through different
+					// replicas: after 8 lost races the documented
+					// answer is 503 (retry); rare, counted below.
+					t.Logf("%s %s on %s: %v", method, path, r.name, resp)
+				case err != nil || !acked(resp.status):
 					t.Errorf("%s %s on %s: %v %v", method, path, r.name, resp, err)
 				}
 				mu.Lock()
 				statuses[key]++
+				if lostRaces {
+					raced++
+				}
 				mu.Unlock()
 			}
 		})
 	}
 	wg.Wait()
 	t.Logf("%d writes in %v: %v", writers*opsEach, time.Since(start).Round(time.Millisecond), statuses)
+	if raced > writers*opsEach/20 {
+		t.Errorf("%d of %d writes lost 8 races in a row; want at most 5%%", raced, writers*opsEach)
+	}
 	start = time.Now()
 	got := converge(t, c.reps)
 	t.Logf("converged %v after the writes stopped; %d pushed lines", time.Since(start).Round(time.Millisecond), strings.Count(got, "\n"))
