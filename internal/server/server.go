@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -59,14 +60,19 @@ type Server struct {
 }
 
 // Reserved lists the server's own metric families for the store's check.
-// It is derived from the collector New registers, so that the name and
-// type are stated once; the vector has no series until the first request,
-// so a private, unregistered copy gets one and is gathered.
+// It is derived from the collectors New registers, so that the names and
+// types are stated once; the vectors have no series until the first
+// request or scrape, so private, unregistered copies get one each and are
+// gathered.
 func Reserved() []store.Reserved {
 	requests := newRequests()
 	requests.WithLabelValues("200", "push", "put")
+	scrapes := newScrapeMetrics()
+	scrapes.duration.WithLabelValues("identity", "text")
+	scrapes.size.WithLabelValues("identity", "text")
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(requests)
+	reg.MustRegister(scrapes.collectors()...)
 	reserved, err := store.ReservedFrom(reg)
 	if err != nil {
 		// Our own collector, just built: a failure is a programming error.
@@ -92,13 +98,15 @@ func New(opts Options, parts Parts, reg prometheus.Registerer) *Server {
 		requests: newRequests(),
 	}
 	reg.MustRegister(s.requests)
+	scrapes := newScrapeMetrics()
+	reg.MustRegister(scrapes.collectors()...)
 
 	mux := http.NewServeMux()
 	count := func(name string, h http.Handler) http.Handler {
 		return promhttp.InstrumentHandlerCounter(s.requests.MustCurryWith(prometheus.Labels{"handler": name}), h)
 	}
 	// Writes wait for readiness (s.whenReady): the restore must come first.
-	mux.Handle("GET "+opts.TelemetryPath, parts.Scrape)
+	mux.Handle("GET "+opts.TelemetryPath, instrumentScrape(scrapes, time.Now, parts.Scrape))
 	writes := map[string]http.Handler{
 		http.MethodPut:    count("push", s.whenReady(parts.Put)),
 		http.MethodPost:   count("push", s.whenReady(parts.Post)),
