@@ -77,7 +77,7 @@ type variable struct {
 	IncludeAll bool            `json:"includeAll"`
 }
 
-type dashboard struct {
+type dashboardJSON struct {
 	Title      string `json:"title"`
 	UID        string `json:"uid"`
 	Templating struct {
@@ -86,13 +86,13 @@ type dashboard struct {
 	Panels []panel `json:"panels"`
 }
 
-func load(t *testing.T) dashboard {
+func load(t *testing.T) dashboardJSON {
 	t.Helper()
 	b, err := os.ReadFile(dashboardFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var d dashboard
+	var d dashboardJSON
 	if err := json.Unmarshal(b, &d); err != nil {
 		t.Fatalf("%s: %v", dashboardFile, err)
 	}

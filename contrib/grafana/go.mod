@@ -2,7 +2,10 @@ module github.com/pushgate/pushgate/contrib/grafana
 
 go 1.26.8
 
-require github.com/prometheus/prometheus v0.316.0
+require (
+	github.com/grafana/grafana-foundation-sdk/go v0.0.22
+	github.com/prometheus/prometheus v0.316.0
+)
 
 require (
 	github.com/beorn7/perks v1.0.1 // indirect
