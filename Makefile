@@ -1,5 +1,6 @@
 # pushgate build and test entry points. `make run` starts the gateway on
-# :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing).
+# :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing,
+# the Helm chart's).
 
 GO        ?= go
 BINARY    ?= pushgate
@@ -32,8 +33,11 @@ run: build
 
 test: lint unit fuzz
 
+# charts/ is a module of its own (Helm and Kubernetes stay out of the root's
+# go.mod), so ./... above does not enter it.
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
+	cd charts && $(GO) test -count=1 -timeout 10m ./...
 
 e2e:
 	$(GO) test -count=1 -timeout 10m ./e2e/...
@@ -59,6 +63,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint:
 	$(GO) vet ./...
+	cd charts && $(GO) vet ./...
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	GOFLAGS= $(GO) run $(STATICCHECK) ./...
