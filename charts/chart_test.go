@@ -321,7 +321,7 @@ var profiles = []struct {
 		kinds: []string{"Service", "ServiceAccount", "ServiceMonitor", "StatefulSet"},
 		check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
 			wantArgs(t, pod, []string{
-				"--web.config.file=/etc/pushgate/web/web-config.yml",
+				"--web.config.file=/etc/pushgate/web/web-config.yaml",
 				"--web.access-config=/etc/pushgate/access/access.yml",
 			})
 			if v := volume(pod, "web-config"); v == nil || v.Secret == nil || v.Secret.SecretName != "pushgate-web" {
@@ -342,7 +342,7 @@ var profiles = []struct {
 		kinds: []string{"Secret", "Service", "ServiceAccount", "StatefulSet"},
 		check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
 			wantArgs(t, pod, []string{
-				"--web.config.file=/etc/pushgate/web/web-config.yml",
+				"--web.config.file=/etc/pushgate/web/web-config.yaml",
 				"--web.access-config=/etc/pushgate/access/access.yml",
 				"--push.expire-after=24h",
 			})
@@ -351,7 +351,7 @@ var profiles = []struct {
 				s := o.(*corev1.Secret)
 				secrets[s.Name] = s.Data
 			}
-			web := secrets[fullname+"-web-config"]["web-config.yml"]
+			web := secrets[fullname+"-web-config"]["web-config.yaml"]
 			access := secrets[fullname+"-access-config"]["access.yml"]
 			if !bytes.Contains(web, []byte("basic_auth_users:")) || !bytes.Contains(access, []byte("anonymous:")) {
 				t.Errorf("secrets: %q", secrets)
