@@ -133,11 +133,16 @@ func readValues(t *testing.T, path string) map[string]any {
 // would, and decodes every object strictly.
 func render(t *testing.T, path string) (rendered, error) {
 	t.Helper()
+	return renderValues(t, readValues(t, path))
+}
+
+func renderValues(t *testing.T, values map[string]any) (rendered, error) {
+	t.Helper()
 	ch, err := loader.Load(chartDir)
 	if err != nil {
 		t.Fatalf("load chart: %v", err)
 	}
-	vals, err := util.ToRenderValuesWithSchemaValidation(ch, readValues(t, path),
+	vals, err := util.ToRenderValuesWithSchemaValidation(ch, values,
 		common.ReleaseOptions{Name: release, Namespace: namespace, Revision: 1, IsInstall: true},
 		common.DefaultCapabilities, false)
 	if err != nil {
@@ -401,6 +406,105 @@ func TestProfiles(t *testing.T) {
 			}
 			pod := checkWorkload(t, r)
 			p.check(t, r, pod)
+			wantBinaryAccepts(t, pod.Spec.Containers[0].Args)
+		})
+	}
+}
+
+// Single settings on top of the defaults, given as YAML.
+func TestSettings(t *testing.T) {
+	for _, tc := range []struct {
+		name, values string
+		check        func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec)
+	}{
+		{
+			name:   "hard anti-affinity",
+			values: "{replicaCount: 2, etcd: {endpoints: [http://etcd:2379]}, podAntiAffinity: hard}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				aa := pod.Spec.Affinity.PodAntiAffinity
+				if len(aa.RequiredDuringSchedulingIgnoredDuringExecution) != 1 || len(aa.PreferredDuringSchedulingIgnoredDuringExecution) != 0 ||
+					!subset(aa.RequiredDuringSchedulingIgnoredDuringExecution[0].LabelSelector.MatchLabels, pod.Labels) {
+					t.Errorf("anti-affinity: %+v", aa)
+				}
+			},
+		},
+		{
+			name:   "affinity given wins",
+			values: "{replicaCount: 2, etcd: {endpoints: [http://etcd:2379]}, affinity: {nodeAffinity: {requiredDuringSchedulingIgnoredDuringExecution: {nodeSelectorTerms: [{matchExpressions: [{key: disk, operator: In, values: [ssd]}]}]}}}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				if a := pod.Spec.Affinity; a.PodAntiAffinity != nil || a.NodeAffinity == nil {
+					t.Errorf("affinity: %+v", a)
+				}
+			},
+		},
+		{
+			name:   "one etcd replica",
+			values: "{etcd: {endpoints: [http://etcd:2379]}, serviceMonitor: {enabled: true}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				// A rolling update runs two pods: the pushed groups are
+				// still scraped once, through the Service.
+				want := []string{"Deployment", "ScrapeConfig", "Service", "ServiceAccount", "ServiceMonitor"}
+				if !slices.Equal(r.kinds(), want) || pod.Spec.Affinity != nil {
+					t.Errorf("kinds %v, affinity %+v", r.kinds(), pod.Spec.Affinity)
+				}
+				wantArgs(t, pod, []string{"--storage.etcd.endpoints=http://etcd:2379"}, "--storage.etcd.config.file")
+				if ep := one[*monitoringv1.ServiceMonitor](t, r, "ServiceMonitor").Spec.Endpoints[0]; ep.HonorLabels || len(ep.MetricRelabelConfigs) != 1 {
+					t.Errorf("endpoint: %+v", ep)
+				}
+			},
+		},
+		{
+			name:   "no PDB",
+			values: "{replicaCount: 2, etcd: {endpoints: [http://etcd:2379]}, podDisruptionBudget: {enabled: false}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				if len(r["PodDisruptionBudget"]) != 0 {
+					t.Error("PodDisruptionBudget rendered")
+				}
+			},
+		},
+		{
+			name:   "PDB given",
+			values: "{podDisruptionBudget: {minAvailable: 1}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				pdb := one[*policyv1.PodDisruptionBudget](t, r, "PodDisruptionBudget")
+				if pdb.Spec.MinAvailable.IntValue() != 1 || pdb.Spec.MaxUnavailable != nil {
+					t.Errorf("PodDisruptionBudget: %+v", pdb.Spec)
+				}
+			},
+		},
+		{
+			name:   "no dynamic provisioning",
+			values: "{persistentVolume: {storageClass: '-', size: 10Gi}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				pvc := one[*appsv1.StatefulSet](t, r, "StatefulSet").Spec.VolumeClaimTemplates[0]
+				if pvc.Spec.StorageClassName == nil || *pvc.Spec.StorageClassName != "" || pvc.Spec.Resources.Requests.Storage().String() != "10Gi" {
+					t.Errorf("claim: %+v", pvc.Spec)
+				}
+			},
+		},
+		{
+			name:   "existing claim",
+			values: "{persistentVolume: {existingClaim: old-data}}",
+			check: func(t *testing.T, r rendered, pod *corev1.PodTemplateSpec) {
+				sts := one[*appsv1.StatefulSet](t, r, "StatefulSet")
+				if v := volume(pod, "storage"); len(sts.Spec.VolumeClaimTemplates) != 0 || v == nil ||
+					v.PersistentVolumeClaim == nil || v.PersistentVolumeClaim.ClaimName != "old-data" {
+					t.Errorf("claim templates %+v, volume %+v", sts.Spec.VolumeClaimTemplates, v)
+				}
+			},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			vals := map[string]any{}
+			if err := yaml.Unmarshal([]byte(tc.values), &vals); err != nil {
+				t.Fatal(err)
+			}
+			r, err := renderValues(t, vals)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pod := checkWorkload(t, r)
+			tc.check(t, r, pod)
 			wantBinaryAccepts(t, pod.Spec.Containers[0].Args)
 		})
 	}
