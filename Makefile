@@ -1,5 +1,6 @@
 # pushgate build and test entry points. `make run` starts the gateway on
-# :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing).
+# :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing,
+# the Helm chart's).
 
 GO        ?= go
 BINARY    ?= pushgate
@@ -11,6 +12,11 @@ BUILDUSER ?= $(shell whoami 2>/dev/null)@$(shell hostname 2>/dev/null)
 BUILDDATE ?= $(shell date -u +%Y%m%d-%H:%M:%S)
 LDFLAGS   := -s -w -X $(PKG).Version=$(VERSION) -X $(PKG).Revision=$(REVISION) \
              -X $(PKG).Branch=$(BRANCH) -X $(PKG).BuildUser=$(BUILDUSER) -X $(PKG).BuildDate=$(BUILDDATE)
+
+# Modules of their own, so that the root module does not carry their
+# dependency trees (Helm and Kubernetes for the chart's tests, Prometheus
+# for the dashboard's): `go test ./...` does not enter them.
+NESTED_MODULES := charts contrib/grafana
 
 # Fuzz targets as package:Target; `make fuzz` runs each for FUZZTIME.
 FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
@@ -34,7 +40,7 @@ test: lint unit fuzz
 
 unit:
 	$(GO) test -race -count=1 -timeout 15m ./...
-	cd contrib/grafana && $(GO) test -count=1 ./...
+	@set -e; for m in $(NESTED_MODULES); do echo "test $$m"; (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 
 e2e:
 	$(GO) test -count=1 -timeout 10m ./e2e/...
@@ -60,7 +66,7 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 lint:
 	$(GO) vet ./...
-	cd contrib/grafana && $(GO) vet ./...
+	@set -e; for m in $(NESTED_MODULES); do echo "lint $$m"; (cd $$m && $(GO) vet ./... && GOFLAGS= $(GO) run $(STATICCHECK) ./...); done
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
 	if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	GOFLAGS= $(GO) run $(STATICCHECK) ./...
