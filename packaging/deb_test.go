@@ -511,7 +511,9 @@ func (m *machine) startGateway(t *testing.T, flags ...string) *gateway {
 	// stop signals.
 	wrapped := append([]string{
 		"--ignore-environment", "--chdir=" + svc["WorkingDirectory"], "PATH=/usr/sbin:/usr/bin:/sbin:/bin",
-		"setpriv", "--reuid=" + svc["User"], "--regid=" + svc["Group"], "--init-groups", "--",
+		// A change of user clears the parent-death signal; setpriv sets it
+		// again, so a killed test leaves no gateway behind.
+		"setpriv", "--reuid=" + svc["User"], "--regid=" + svc["Group"], "--init-groups", "--pdeathsig=KILL", "--",
 	}, argv...)
 	g := &gateway{addr: addr, m: m, out: &syncBuffer{}, done: make(chan struct{})}
 	g.cmd = m.command("env", wrapped...)
