@@ -1,6 +1,7 @@
 # pushgate build and test entry points. `make run` starts the gateway on
 # :9091; `make test` runs every test (unit, race, end-to-end, short fuzzing,
-# the Helm chart's).
+# the Helm chart's, the Debian package's); `make deb` builds the Debian
+# package into dist/.
 
 GO        ?= go
 BINARY    ?= pushgate
@@ -26,7 +27,7 @@ FUZZ_TARGETS := $(shell grep -rl --include='*_test.go' '^func Fuzz' internal | \
 # fixed in Go 1.27). `make fuzz FUZZTIME=1m` for longer runs.
 FUZZTIME ?= 20000x
 
-.PHONY: all build run test unit e2e fuzz bench soak lint fmt clean
+.PHONY: all build run test unit e2e fuzz bench soak lint fmt clean deb
 
 all: lint build test
 
@@ -64,6 +65,35 @@ soak: build
 # cleared: the repo's flags are not the tool's).
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
+# The Debian package, dist/pushgate_<version>_<arch>.deb (packaging/nfpm.yaml;
+# packaging/deb_test.go installs it). nfpm runs from the module proxy at a
+# pinned version, like staticcheck, so the module does not depend on it.
+# DEB_VERSION is VERSION made a Debian version; DIST=/elsewhere and
+# DEB_VERSION=... may be set.
+NFPM           ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
+DIST           ?= dist
+DEB_VERSION    ?= $(shell packaging/deb-version.sh '$(VERSION)' "$$(git rev-list --count HEAD 2>/dev/null)")
+DEB_ARCH       ?= $(shell $(GO) env GOARCH)
+DEB_MAINTAINER ?= pushgate developers <packaging@pushgate.invalid>
+
+# One unit for both installs: contrib/pushgate.service names
+# /usr/local/bin/pushgate, where a manual install puts the binary (dpkg never
+# writes there, so the two cannot overwrite each other); the package ships it
+# with /usr/bin/pushgate and without the manual steps in its header, and
+# packaging/deb_test.go checks that nothing else differs.
+deb: build
+	@test -n '$(DEB_VERSION)' || { echo 'deb: no Debian version (see packaging/deb-version.sh)'; exit 1; }
+	@mkdir -p $(DIST)/.deb
+	{ echo '# pushgate.service of the Debian package; flags go in /etc/default/pushgate.'; \
+	  sed -e '1,/^\[Unit\]/{/^#/d;}' -e 's#^ExecStart=/usr/local/bin/#ExecStart=/usr/bin/#' contrib/pushgate.service; \
+	} >$(DIST)/.deb/pushgate.service
+	@grep -q '^ExecStart=/usr/bin/pushgate ' $(DIST)/.deb/pushgate.service || \
+		{ echo 'deb: ExecStart of contrib/pushgate.service is not /usr/local/bin/pushgate'; exit 1; }
+	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MAINTAINER='$(DEB_MAINTAINER)' \
+	DEB_BINARY='$(BINARY)' DEB_UNIT='$(DIST)/.deb/pushgate.service' \
+		GOFLAGS= $(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
+	rm -r $(DIST)/.deb
+
 lint:
 	$(GO) vet ./...
 	@set -e; for m in $(NESTED_MODULES); do echo "lint $$m"; (cd $$m && $(GO) vet ./... && GOFLAGS= $(GO) run $(STATICCHECK) ./...); done
@@ -76,3 +106,4 @@ fmt:
 
 clean:
 	rm -f $(BINARY)
+	rm -rf $(DIST)
