@@ -148,6 +148,7 @@ func TestPythonClient(t *testing.T) {
 	)
 	run("push")
 	assertPushed(t, g, "push_to_gateway", all+times(group, 1, 0))
+	run("scrape")
 	run("pushadd")
 	assertPushed(t, g, "pushadd_to_gateway", strings.Replace(all, "} 1234", "} 5678", 1)+times(group, 1, 0))
 	run("delete")

@@ -9,15 +9,37 @@ import (
 	"sort"
 	"testing"
 	"time"
+
+	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 )
 
 // TestPrometheusScrape lets a real Prometheus scrape the subject with
 // honor_labels: true (as the Pushgateway README recommends) and checks that
 // pushed series arrive with the job/instance labels of their grouping keys.
+// Prometheus asks for gzip, so this covers gzip scrapes: in the text format,
+// and in delimited protobuf, which it asks for once native histograms are
+// on; a pushed native histogram can only arrive that way.
 func TestPrometheusScrape(t *testing.T) {
 	t.Parallel()
 	requireBinary(t, prometheusBin)
+	for _, tc := range []struct {
+		name  string
+		flags []string
+	}{
+		{"text", nil},
+		{"protobuf", []string{"--enable-feature=native-histograms"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testPrometheusScrape(t, tc.flags...)
+		})
+	}
+}
+
+func testPrometheusScrape(t *testing.T, promFlags ...string) {
 	g := startGateway(t, subject)
+	protobuf := len(promFlags) != 0
 
 	for _, p := range []struct{ path, body string }{
 		{"/metrics/job/batch1/instance/host-a", "# TYPE e2e_prom_records_total counter\ne2e_prom_records_total{kind=\"x\"} 41\n"},
@@ -27,8 +49,26 @@ func TestPrometheusScrape(t *testing.T) {
 			t.Fatalf("PUT %s: %s", p.path, r)
 		}
 	}
+	if protobuf {
+		native := &dto.MetricFamily{
+			Name: proto.String("e2e_prom_native_seconds"),
+			Type: dto.MetricType_HISTOGRAM.Enum(),
+			Metric: []*dto.Metric{{Histogram: &dto.Histogram{
+				SampleCount:   proto.Uint64(5),
+				SampleSum:     proto.Float64(2.5),
+				Schema:        proto.Int32(0),
+				ZeroThreshold: proto.Float64(1e-128),
+				ZeroCount:     proto.Uint64(1),
+				PositiveSpan:  []*dto.BucketSpan{{Offset: proto.Int32(0), Length: proto.Uint32(2)}},
+				PositiveDelta: []int64{1, 2},
+			}}},
+		}
+		if r := g.do(t, http.MethodPut, "/metrics/job/batch3", map[string]string{"Content-Type": protoDelimCT}, protoBody(native)); r.status != http.StatusOK {
+			t.Fatalf("PUT native histogram: %s", r)
+		}
+	}
 
-	promAddr, prom := startPrometheus(t, g, t.TempDir(), "1m", "")
+	promAddr, prom := startPrometheus(t, g, t.TempDir(), "1m", "", promFlags...)
 
 	want := map[string]string{ // job -> instance
 		"batch1": "host-a",
@@ -42,7 +82,13 @@ func TestPrometheusScrape(t *testing.T) {
 		}
 		series, err := promQuery(promAddr, "e2e_prom_records_total")
 		upSeries, upErr := promQuery(promAddr, `up{job="pushgateway"}`)
-		if err == nil && upErr == nil {
+		nativeOK, nativeErr := true, error(nil)
+		if protobuf {
+			var native []promSample
+			native, nativeErr = promQuery(promAddr, `histogram_count(e2e_prom_native_seconds{job="batch3"})`)
+			nativeOK = len(native) == 1 && native[0].Value[1] == "5"
+		}
+		if err == nil && upErr == nil && nativeErr == nil {
 			got := map[string]string{}
 			for _, s := range series {
 				if s.Metric["kind"] == "x" {
@@ -50,15 +96,15 @@ func TestPrometheusScrape(t *testing.T) {
 				}
 			}
 			up := len(upSeries) == 1 && upSeries[0].Value[1] == "1"
-			if up && len(got) == len(want) && fmt.Sprint(sorted(got)) == fmt.Sprint(sorted(want)) {
+			if up && nativeOK && len(got) == len(want) && fmt.Sprint(sorted(got)) == fmt.Sprint(sorted(want)) {
 				if upSeries[0].Metric["instance"] != g.addr {
 					t.Errorf("up has instance %q, want the scrape target %q", upSeries[0].Metric["instance"], g.addr)
 				}
 				return
 			}
-			last = fmt.Sprintf("records: %v, up: %v", series, upSeries)
+			last = fmt.Sprintf("records: %v, up: %v, native histogram arrived: %v", series, upSeries, nativeOK)
 		} else {
-			last = fmt.Sprintf("query errors: %v, %v", err, upErr)
+			last = fmt.Sprintf("query errors: %v, %v, %v", err, upErr, nativeErr)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("pushed series did not show up in Prometheus with their grouping labels; want job->instance %v; last answer: %s", want, last)
@@ -107,8 +153,9 @@ func sorted(m map[string]string) []string {
 
 // startPrometheus runs a real Prometheus in dir that scrapes g every second
 // with honor_labels, evaluating rules every evalInterval from ruleFile (""
-// for none). It returns its address and process.
-func startPrometheus(t *testing.T, g *gateway, dir, evalInterval, ruleFile string) (string, *process) {
+// for none), with extra command-line flags. It returns its address and
+// process.
+func startPrometheus(t *testing.T, g *gateway, dir, evalInterval, ruleFile string, flags ...string) (string, *process) {
 	t.Helper()
 	rules := ""
 	if ruleFile != "" {
@@ -127,12 +174,12 @@ func startPrometheus(t *testing.T, g *gateway, dir, evalInterval, ruleFile strin
       - targets: ['%s']
 `, evalInterval, rules, g.prefix, g.addr))
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
-	prom := startProcess(t, "prometheus", prometheusBin,
-		"--config.file="+cfgFile,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address="+addr,
+	prom := startProcess(t, "prometheus", prometheusBin, append([]string{
+		"--config.file=" + cfgFile,
+		"--storage.tsdb.path=" + filepath.Join(dir, "data"),
+		"--web.listen-address=" + addr,
 		"--log.level=warn",
 		"--storage.tsdb.retention.time=1h",
-	)
+	}, flags...)...)
 	return addr, prom
 }

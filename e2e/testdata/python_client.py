@@ -5,11 +5,17 @@ usage: python_client.py GATEWAY_URL STEP
   STEP push     push_to_gateway (PUT): counter, gauge, histogram, summary
   STEP pushadd  pushadd_to_gateway (POST): a new value for the gauge only
   STEP delete   delete_from_gateway (DELETE)
+  STEP scrape   GET /metrics with Accept-Encoding: gzip, as scrapers do: the
+                body must be one gzip member that gzip.decompress reads and
+                that parses, with the series of the push step
 
 Run with PROMETHEUS_DISABLE_CREATED_SERIES=true so that no *_created series
 (whose values are wall-clock times) are pushed.
 """
+import gzip
 import sys
+import urllib.request
+import zlib
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,6 +27,7 @@ from prometheus_client import (
     push_to_gateway,
     pushadd_to_gateway,
 )
+from prometheus_client.parser import text_string_to_metric_families
 
 JOB = "pyjob"
 # "/" makes the client base64-encode the value; the space is sent as "+"
@@ -51,8 +58,35 @@ def main():
         pushadd_to_gateway(gateway, job=JOB, registry=registry, grouping_key=GROUPING)
     elif step == "delete":
         delete_from_gateway(gateway, job=JOB, grouping_key=GROUPING)
+    elif step == "scrape":
+        scrape(gateway)
     else:
         sys.exit("unknown step " + step)
+
+
+def scrape(gateway):
+    req = urllib.request.Request(
+        gateway.rstrip("/") + "/metrics",
+        headers={"Accept": "text/plain;version=0.0.4", "Accept-Encoding": "gzip"},
+    )
+    with urllib.request.urlopen(req) as resp:
+        encoding = resp.headers.get("Content-Encoding")
+        body = resp.read()
+    if encoding != "gzip":
+        sys.exit("Content-Encoding %r, want gzip" % encoding)
+    text = gzip.decompress(body).decode("utf-8")
+    # gzip.decompress reads any number of members: check there is one.
+    d = zlib.decompressobj(wbits=31)
+    if d.decompress(body) != text.encode("utf-8") or not d.eof or d.unused_data:
+        sys.exit("the body is not exactly one gzip member")
+    samples = {
+        (s.name, s.labels.get("code")): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+    for code, want in (("200", 3), ("500", 1)):
+        if samples.get(("py_requests_total", code)) != want:
+            sys.exit("py_requests_total{code=%r} is %r, want %r" % (code, samples.get(("py_requests_total", code)), want))
 
 
 if __name__ == "__main__":

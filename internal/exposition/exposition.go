@@ -6,6 +6,12 @@
 // writes a header per family name and copies each group's bytes. Only
 // families whose names need escaping, and the rarer formats (OpenMetrics,
 // protobuf text), are decoded and encoded per scrape with expfmt.
+//
+// A gzip scrape does the same with each family's cached deflate fragment
+// (see package deflate): it compresses only what it makes itself (headers,
+// own metrics, families encoded per scrape) and copies the rest, so it costs
+// less than an identity scrape, which decodes the stored forms. Fragments
+// are made by the first gzip scrape that needs them.
 package exposition
 
 import (
@@ -20,12 +26,12 @@ import (
 	"sync"
 	"weak"
 
-	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pushgate/pushgate/internal/deflate"
 	"github.com/pushgate/pushgate/internal/family"
 	"github.com/pushgate/pushgate/internal/store"
 )
@@ -124,27 +130,23 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	w.Header().Set("Content-Type", string(format))
 	sent := &sentWriter{w: w}
-	var gz *gzip.Writer
-	var out *bufio.Writer
 	if gzipAccepted(r.Header) {
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Add("Vary", "Accept-Encoding")
-		gz = gzipPool.Get().(*gzip.Writer)
-		gz.Reset(sent)
-		out = bufio.NewWriterSize(gz, 64<<10)
+		z := gzipPool.Get().(*gzipBody)
+		z.Reset(sent)
+		err = write(z, format, own, p)
+		if err == nil {
+			err = z.Close()
+		}
+		z.Reset(io.Discard) // drop any reference to this response
+		gzipPool.Put(z)
 	} else {
-		out = bufio.NewWriterSize(sent, 64<<10)
-	}
-	err = write(out, format, own, p)
-	if err == nil {
-		err = out.Flush()
-	}
-	if err == nil && gz != nil {
-		err = gz.Close()
-	}
-	if gz != nil {
-		gz.Reset(io.Discard) // drop any reference to this response
-		gzipPool.Put(gz)
+		out := &plainBody{Writer: bufio.NewWriterSize(sent, 64<<10)}
+		err = write(out, format, own, p)
+		if err == nil {
+			err = out.Flush()
+		}
 	}
 	if err == nil {
 		return
@@ -184,13 +186,71 @@ func (s *sentWriter) Write(p []byte) (int, error) {
 	return n, err
 }
 
+// body is where a scrape writes: fresh bytes, and the stored forms of
+// pushed families.
+type body interface {
+	io.Writer
+	AvailableBuffer() []byte
+	// text writes f's text lines.
+	text(f *family.Family) error
+	// metrics writes f's protobuf metric entries.
+	metrics(f *family.Family) error
+}
+
+// plainBody is an identity response: stored forms are decoded into a
+// scratch buffer and copied.
+type plainBody struct {
+	*bufio.Writer
+	scratch []byte
+}
+
+func (b *plainBody) text(f *family.Family) error {
+	var err error
+	if b.scratch, err = f.AppendText(b.scratch[:0]); err != nil {
+		return err
+	}
+	_, err = b.Write(b.scratch)
+	return err
+}
+
+func (b *plainBody) metrics(f *family.Family) error {
+	var err error
+	if b.scratch, err = f.AppendMetrics(b.scratch[:0]); err != nil {
+		return err
+	}
+	_, err = b.Write(b.scratch)
+	return err
+}
+
+// gzipBody is a gzip response: stored forms go out as the families' cached
+// deflate fragments, and only what is made per scrape (headers, own
+// metrics, families encoded per scrape) is compressed on the fly.
+type gzipBody struct {
+	*deflate.Writer
+}
+
+func (b gzipBody) text(f *family.Family) error {
+	fr, err := f.TextFragment()
+	if err != nil {
+		return err
+	}
+	return b.WriteFragment(fr)
+}
+
+func (b gzipBody) metrics(f *family.Family) error {
+	fr, err := f.MetricsFragment()
+	if err != nil {
+		return err
+	}
+	return b.WriteFragment(fr)
+}
+
 var gzipPool = sync.Pool{New: func() any {
-	gz, _ := gzip.NewWriterLevel(nil, gzip.BestSpeed)
-	return gz
+	return &gzipBody{deflate.NewWriter(io.Discard)}
 }}
 
 // write merges own (sorted by name, as Gather returns them) and the plan.
-func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *plan) error {
+func write(out body, format expfmt.Format, own []*dto.MetricFamily, p *plan) error {
 	fast := format.FormatType() == expfmt.TypeTextPlain || format.FormatType() == expfmt.TypeProtoDelim
 	// The encoder is for the rare formats, where it handles everything
 	// (OpenMetrics also needs it to close with # EOF), and in the fast ones
@@ -205,7 +265,6 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 		}
 		return enc.Encode(mf)
 	}
-	var scratch []byte // decompression buffer, reused for every family
 	i, j := 0, 0
 	for i < len(own) || j < len(p.entries) {
 		var o *dto.MetricFamily
@@ -222,7 +281,7 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 			i++
 			j++
 		}
-		if err := writeFamily(out, format, encode, fast, o, e, &scratch); err != nil {
+		if err := writeFamily(out, format, encode, fast, o, e); err != nil {
 			return err
 		}
 	}
@@ -235,7 +294,7 @@ func write(out *bufio.Writer, format expfmt.Format, own []*dto.MetricFamily, p *
 // writeFamily writes one family name: the own family o and/or the pushed
 // entry e, either of which may be nil. Own help and type win: the store
 // guarantees pushed types match them.
-func writeFamily(out *bufio.Writer, format expfmt.Format, encode func(*dto.MetricFamily) error, fast bool, o *dto.MetricFamily, e *entry, scratch *[]byte) error {
+func writeFamily(out body, format expfmt.Format, encode func(*dto.MetricFamily) error, fast bool, o *dto.MetricFamily, e *entry) error {
 	name, help, typ := "", "", dto.MetricType_UNTYPED
 	if e != nil {
 		name, help, typ = e.name, e.help, e.typ
@@ -266,11 +325,7 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, encode func(*dto.Metri
 		}
 		if e != nil {
 			for _, f := range e.fams {
-				var err error
-				if *scratch, err = f.AppendText((*scratch)[:0]); err != nil {
-					return err
-				}
-				if _, err := out.Write(*scratch); err != nil {
+				if err := out.text(f); err != nil {
 					return err
 				}
 			}
@@ -304,11 +359,7 @@ func writeFamily(out *bufio.Writer, format expfmt.Format, encode func(*dto.Metri
 	}
 	if e != nil {
 		for _, f := range e.fams {
-			var err error
-			if *scratch, err = f.AppendMetrics((*scratch)[:0]); err != nil {
-				return err
-			}
-			if _, err := out.Write(*scratch); err != nil {
+			if err := out.metrics(f); err != nil {
 				return err
 			}
 		}

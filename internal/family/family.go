@@ -16,6 +16,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/s2"
@@ -23,6 +25,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/pushgate/pushgate/internal/deflate"
 )
 
 // Family is one metric family of one group. It is immutable once built and
@@ -48,6 +52,14 @@ type Family struct {
 	text    []byte
 	textLen int
 	hasText bool
+
+	// textGzip and metricsGzip cache the text lines and the metric entries
+	// as deflate fragments, for gzip scrapes. They are made by the first
+	// scrape that needs them, so that pushes and families that are never
+	// scraped with gzip pay nothing; a family is replaced, not changed, by
+	// a push, so a cached fragment never goes stale.
+	textGzip    atomic.Pointer[deflate.Fragment]
+	metricsGzip atomic.Pointer[deflate.Fragment]
 }
 
 // New encodes mf, which must be sanitized already (labels sorted, grouping
@@ -143,6 +155,54 @@ func (f *Family) AppendText(dst []byte) ([]byte, error) {
 // AppendMetrics appends the protobuf metric entries to dst.
 func (f *Family) AppendMetrics(dst []byte) ([]byte, error) {
 	return appendDecoded(dst, f.metrics, f.metricsLen)
+}
+
+// TextFragment returns the text lines as a deflate fragment, made on the
+// first call. Concurrent first calls may each compress them, and all get
+// the same fragment.
+func (f *Family) TextFragment() (*deflate.Fragment, error) {
+	return fragment(&f.textGzip, f.text, f.textLen)
+}
+
+// MetricsFragment returns the protobuf metric entries as a deflate
+// fragment, made on the first call, as TextFragment does.
+func (f *Family) MetricsFragment() (*deflate.Fragment, error) {
+	return fragment(&f.metricsGzip, f.metrics, f.metricsLen)
+}
+
+// GzipSize is the number of bytes the cached deflate fragments hold.
+func (f *Family) GzipSize() int {
+	n := 0
+	for _, p := range []*atomic.Pointer[deflate.Fragment]{&f.textGzip, &f.metricsGzip} {
+		if fr := p.Load(); fr != nil {
+			n += len(fr.Data)
+		}
+	}
+	return n
+}
+
+// scratch holds buffers for decoding a family before compressing it.
+var scratch = sync.Pool{New: func() any { return new([]byte) }}
+
+func fragment(cache *atomic.Pointer[deflate.Fragment], src []byte, n int) (*deflate.Fragment, error) {
+	if fr := cache.Load(); fr != nil {
+		return fr, nil
+	}
+	buf := scratch.Get().(*[]byte)
+	defer func() {
+		if cap(*buf) <= 1<<20 { // a huge family's buffer is left to the GC
+			scratch.Put(buf)
+		}
+	}()
+	var err error
+	if *buf, err = appendDecoded((*buf)[:0], src, n); err != nil {
+		return nil, err
+	}
+	fr := deflate.Compress(*buf)
+	if !cache.CompareAndSwap(nil, fr) {
+		fr = cache.Load()
+	}
+	return fr, nil
 }
 
 func appendDecoded(dst, src []byte, n int) ([]byte, error) {
