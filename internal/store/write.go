@@ -78,10 +78,15 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 	if err != nil {
 		return err
 	}
-	// For a new group; an existing one keeps its failure time.
-	noFailure, noFailureHash, err := timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now)
-	if err != nil {
-		return err
+	// For a new group; an existing one keeps its failure time, so this is
+	// encoded only when the group looks new here, outside mu (and in build
+	// should it have gone since).
+	var noFailure *family.Family
+	var noFailureHash uint64
+	if s.Group(key.ID()) == nil {
+		if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+			return err
+		}
 	}
 	pushed := len(p.families)
 	var instances map[uint64]string
@@ -89,10 +94,19 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		instances = p.instances(key)
 	}
 	err = s.write(key.ID(), func(old *Group) (*Group, error) {
-		failure, failureHash := noFailure, noFailureHash
+		var failure *family.Family
+		var failureHash uint64
 		var failTime time.Time
 		if old != nil {
 			failure, failureHash, failTime = old.Families[PushFailureName], old.hashes[PushFailureName][0], old.FailTime
+		} else {
+			if noFailure == nil {
+				var err error
+				if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+					return nil, err
+				}
+			}
+			failure, failureHash = noFailure, noFailureHash
 		}
 		// A retry after a conflict builds again from the pushed families.
 		p.families, p.series = p.families[:pushed], p.series[:pushed]
