@@ -37,7 +37,9 @@ var ErrStorage = errors.New("storage failed")
 
 // Push stores fams as the group key. With replace (PUT) all families of the
 // group are replaced, otherwise (POST) only those of the names pushed. fams
-// are the freshly decoded push; Push takes ownership and modifies them.
+// are the freshly decoded push; Push takes ownership and modifies them,
+// and keeps none of their messages once it returns (strings it may keep):
+// the push API reuses their memory.
 //
 // A push that is invalid or would make the exposition inconsistent returns
 // an error wrapping ErrInvalid and changes nothing but the group's
