@@ -1,6 +1,8 @@
 package textparse
 
 import (
+	"bufio"
+	"io"
 	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
@@ -119,11 +121,26 @@ type slabs struct {
 type Arena struct {
 	s    slabs
 	init bool
+	// br is reused too: strings are copied out of its buffer.
+	br *bufio.Reader
+}
+
+// reader returns the Arena's read buffer, reading r.
+func (a *Arena) reader(r io.Reader, size int) *bufio.Reader {
+	if a.br == nil || a.br.Size() != size {
+		a.br = bufio.NewReaderSize(r, size)
+	} else {
+		a.br.Reset(r)
+	}
+	return a.br
 }
 
 // Reset makes the messages of all results parsed since the last Reset
 // available to the next Parse; see Arena for the caller's obligation.
 func (a *Arena) Reset() {
+	if a.br != nil {
+		a.br.Reset(nil) // drop the request body
+	}
 	s := &a.s
 	s.metrics.reset()
 	s.pairs.reset()

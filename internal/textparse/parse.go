@@ -79,8 +79,14 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 	default:
 		return nil, fmt.Errorf("text format: unsupported name validation scheme %s", opts.Scheme)
 	}
+	var br *bufio.Reader
+	if opts.Arena != nil {
+		br = opts.Arena.reader(r, bufSize)
+	} else {
+		br = bufio.NewReaderSize(r, bufSize)
+	}
 	p := &parser{
-		br:       bufio.NewReaderSize(r, bufSize),
+		br:       br,
 		scheme:   opts.Scheme,
 		charge:   opts.Charge,
 		maxLine:  opts.MaxLineBytes,
