@@ -76,25 +76,52 @@ func New(mf *dto.MetricFamily, t time.Time) (*Family, error) {
 		f.hasText = true
 		return f, nil
 	}
-	raw, err := proto.Marshal(&dto.MetricFamily{Metric: mf.Metric})
+	sc := scratchPool.Get().(*scratch)
+	defer sc.put()
+	raw, err := proto.MarshalOptions{}.MarshalAppend(sc.raw[:0], &dto.MetricFamily{Metric: mf.Metric})
+	sc.raw = raw
 	if err != nil {
 		return nil, fmt.Errorf("encode family %q as protobuf: %w", f.Name, err)
 	}
-	f.metrics, f.metricsLen = compress(raw), len(raw)
+	f.metrics, f.metricsLen = sc.compress(raw), len(raw)
 	if !NeedsEscaping(mf) {
-		lines, err := TextLines(mf)
-		if err != nil {
+		sc.text.Reset()
+		if err := writeTextLines(&sc.text, mf); err != nil {
 			return nil, err
 		}
-		f.text, f.textLen, f.hasText = compress(lines), len(lines), true
+		lines := sc.text.Bytes()
+		f.text, f.textLen, f.hasText = sc.compress(lines), len(lines), true
 	}
 	return f, nil
 }
 
-// compress returns an exact-size compressed copy: s2 allocates for the
-// worst case, and the spare capacity would stay allocated with the family.
-func compress(b []byte) []byte {
-	return bytes.Clone(s2.EncodeBetter(nil, b))
+// scratch holds New's intermediate buffers, which are garbage once the
+// compressed forms are made: pooled, a push allocates little more than
+// what it stores.
+type scratch struct {
+	raw  []byte       // protobuf
+	text bytes.Buffer // text lines
+	enc  []byte       // s2 output, of the worst-case size
+}
+
+var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
+
+// maxScratch is the largest buffer returned to the pool: one huge push
+// must not keep its buffers alive.
+const maxScratch = 1 << 20
+
+func (sc *scratch) put() {
+	if cap(sc.raw) > maxScratch || sc.text.Cap() > maxScratch || cap(sc.enc) > maxScratch {
+		return
+	}
+	scratchPool.Put(sc)
+}
+
+// compress returns an exact-size compressed copy of b: s2 needs room for
+// the worst case, which would stay allocated with the family.
+func (sc *scratch) compress(b []byte) []byte {
+	sc.enc = s2.EncodeBetter(sc.enc[:cap(sc.enc)], b)
+	return bytes.Clone(sc.enc)
 }
 
 // Stored returns the compressed forms, for writing the family to storage.
@@ -222,18 +249,25 @@ func appendDecoded(dst, src []byte, n int) ([]byte, error) {
 // lines are byte-identical to what client_golang would expose.
 func TextLines(mf *dto.MetricFamily) ([]byte, error) {
 	var buf bytes.Buffer
-	noHelp := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: mf.Metric}
-	if _, err := expfmt.MetricFamilyToText(&buf, noHelp); err != nil {
-		return nil, fmt.Errorf("encode family %q as text: %w", mf.GetName(), err)
-	}
-	b := buf.Bytes()
-	// Without a HELP, the first line is the TYPE line.
-	if i := bytes.IndexByte(b, '\n'); i >= 0 {
-		b = b[i+1:]
+	if err := writeTextLines(&buf, mf); err != nil {
+		return nil, err
 	}
 	// An exact copy: the buffer's spare capacity would stay allocated for
 	// as long as the family is stored.
-	return bytes.Clone(b), nil
+	return bytes.Clone(buf.Bytes()), nil
+}
+
+// writeTextLines writes TextLines to buf, which must be empty.
+func writeTextLines(buf *bytes.Buffer, mf *dto.MetricFamily) error {
+	noHelp := &dto.MetricFamily{Name: mf.Name, Type: mf.Type, Metric: mf.Metric}
+	if _, err := expfmt.MetricFamilyToText(buf, noHelp); err != nil {
+		return fmt.Errorf("encode family %q as text: %w", mf.GetName(), err)
+	}
+	// Without a HELP, the first line is the TYPE line.
+	if i := bytes.IndexByte(buf.Bytes(), '\n'); i >= 0 {
+		buf.Next(i + 1)
+	}
+	return nil
 }
 
 // NeedsEscaping reports whether the family's metric name or any label name is

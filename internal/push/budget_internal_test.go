@@ -153,7 +153,7 @@ func TestDecodersStopAtTheSeriesLimit(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			body := tt.body()
 			m := &meter{maxSeries: limit}
-			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge)
+			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge, nil)
 			var lerr *store.LimitError
 			if !errors.As(err, &lerr) || lerr.Kind != store.SeriesPerPush || lerr.Max != limit {
 				t.Fatalf("err = %v, want the series-per-push LimitError", err)
@@ -188,7 +188,7 @@ func TestDecodersChargeWhatTheyKeep(t *testing.T) {
 				body = protoStream(t, 10_000_000, 1)
 			}
 			m := &meter{budget: &budget{limit: limit}}
-			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge)
+			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge, nil)
 			if got := errKind(err); got != "alone" {
 				t.Fatalf("err = %v, want the budget's refusal", err)
 			}
@@ -228,7 +228,7 @@ func TestLongLines(t *testing.T) {
 			if tt.limit > 0 {
 				m.budget = &budget{limit: tt.limit}
 			}
-			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge)
+			_, err := decodeBody(tt.ctype, body, model.LegacyValidation, m.charge, nil)
 			if got := errKind(err); got != tt.want && (err == nil || err.Error() != tt.want) {
 				t.Fatalf("err = %v, want %s", err, tt.want)
 			}

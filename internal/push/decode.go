@@ -83,8 +83,8 @@ func decompress(r *http.Request, body io.Reader) (io.Reader, func(), error) {
 // (which the reference would misread as text), and anything else is read
 // as the text format 0.0.4, as the reference does. Every decoder calls
 // charge as its result grows and stops at the first error charge returns,
-// which it returns unwrapped.
-func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
+// which it returns unwrapped. arena (may be nil) is for the text parser.
+func decodeBody(contentType string, body io.Reader, scheme model.ValidationScheme, charge chargeFunc, arena *textparse.Arena) (map[string]*dto.MetricFamily, error) {
 	mt, params, err := mime.ParseMediaType(contentType)
 	switch {
 	case err != nil:
@@ -93,7 +93,7 @@ func decodeBody(contentType string, body io.Reader, scheme model.ValidationSchem
 	case mt == expfmt.OpenMetricsType:
 		return openmetrics.Parse(body, openmetrics.Options{Scheme: scheme, Charge: charge})
 	}
-	return decodeText(body, scheme, charge)
+	return decodeText(body, scheme, charge, arena)
 }
 
 // maxTextLine is the longest line of the text format accepted, as for
@@ -102,8 +102,8 @@ const maxTextLine = 16 << 20
 
 // decodeText parses the text format 0.0.4; it is the one place that calls
 // the text parser.
-func decodeText(body io.Reader, scheme model.ValidationScheme, charge chargeFunc) (map[string]*dto.MetricFamily, error) {
-	return textparse.Parse(body, textparse.Options{Scheme: scheme, Charge: charge, MaxLineBytes: maxTextLine})
+func decodeText(body io.Reader, scheme model.ValidationScheme, charge chargeFunc, arena *textparse.Arena) (map[string]*dto.MetricFamily, error) {
+	return textparse.Parse(body, textparse.Options{Scheme: scheme, Charge: charge, MaxLineBytes: maxTextLine, Arena: arena})
 }
 
 // protoChunk is how much of a protobuf message is read at a time, so that

@@ -72,7 +72,7 @@ func FuzzDecodeText(f *testing.F) {
 		if utf8Names {
 			scheme = model.UTF8Validation
 		}
-		fams, err := decodeBody("text/plain; version=0.0.4", bytes.NewReader(body), scheme, noCharge)
+		fams, err := decodeBody("text/plain; version=0.0.4", bytes.NewReader(body), scheme, noCharge, nil)
 		if err != nil {
 			return
 		}
@@ -106,7 +106,7 @@ func FuzzDecodeProtobuf(f *testing.F) {
 		if alloc := after.TotalAlloc - before.TotalAlloc; alloc > 64<<20+100*uint64(len(body)) {
 			t.Fatalf("decoding a %d-byte body allocated %d bytes", len(body), alloc)
 		}
-		viaBody, errViaBody := decodeBody(protoContentType, bytes.NewReader(body), model.LegacyValidation, noCharge)
+		viaBody, errViaBody := decodeBody(protoContentType, bytes.NewReader(body), model.LegacyValidation, noCharge, nil)
 		if (err == nil) != (errViaBody == nil) || len(fams) != len(viaBody) {
 			t.Fatalf("decodeProtobuf and decodeBody disagree: %v vs %v", err, errViaBody)
 		}

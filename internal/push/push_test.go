@@ -49,7 +49,12 @@ type fakeStore struct {
 func (s *fakeStore) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily, replace bool, expireAfter time.Duration) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.pushes = append(s.pushes, pushCall{key, fams, replace, expireAfter})
+	// A copy: the handler reuses the messages once the store returns.
+	kept := make(map[string]*dto.MetricFamily, len(fams))
+	for name, mf := range fams {
+		kept[name] = proto.Clone(mf).(*dto.MetricFamily)
+	}
+	s.pushes = append(s.pushes, pushCall{key, kept, replace, expireAfter})
 	return s.err
 }
 

@@ -37,7 +37,9 @@ var ErrStorage = errors.New("storage failed")
 
 // Push stores fams as the group key. With replace (PUT) all families of the
 // group are replaced, otherwise (POST) only those of the names pushed. fams
-// are the freshly decoded push; Push takes ownership and modifies them.
+// are the freshly decoded push; Push takes ownership and modifies them,
+// and keeps none of their messages once it returns (strings it may keep):
+// the push API reuses their memory.
 //
 // A push that is invalid or would make the exposition inconsistent returns
 // an error wrapping ErrInvalid and changes nothing but the group's
@@ -78,10 +80,15 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 	if err != nil {
 		return err
 	}
-	// For a new group; an existing one keeps its failure time.
-	noFailure, noFailureHash, err := timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now)
-	if err != nil {
-		return err
+	// For a new group; an existing one keeps its failure time, so this is
+	// encoded only when the group looks new here, outside mu (and in build
+	// should it have gone since).
+	var noFailure *family.Family
+	var noFailureHash uint64
+	if s.Group(key.ID()) == nil {
+		if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+			return err
+		}
 	}
 	pushed := len(p.families)
 	var instances map[uint64]string
@@ -89,10 +96,19 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		instances = p.instances(key)
 	}
 	err = s.write(key.ID(), func(old *Group) (*Group, error) {
-		failure, failureHash := noFailure, noFailureHash
+		var failure *family.Family
+		var failureHash uint64
 		var failTime time.Time
 		if old != nil {
 			failure, failureHash, failTime = old.Families[PushFailureName], old.hashes[PushFailureName][0], old.FailTime
+		} else {
+			if noFailure == nil {
+				var err error
+				if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+					return nil, err
+				}
+			}
+			failure, failureHash = noFailure, noFailureHash
 		}
 		// A retry after a conflict builds again from the pushed families.
 		p.families, p.series = p.families[:pushed], p.series[:pushed]

@@ -1,6 +1,8 @@
 package textparse
 
 import (
+	"bufio"
+	"io"
 	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
@@ -36,16 +38,44 @@ const maxSlab = 256
 type slab[T any] struct {
 	free []T
 	size int
+	// An Arena's slabs keep the arrays they handed out (up to
+	// maxKeptBlocks) in blocks and hand blocks[:reuse] out again only after
+	// reset.
+	keep   bool
+	blocks [][]T
+	reuse  int
 }
+
+// maxKeptBlocks bounds what an Arena holds on to: up to 16 full slabs of
+// each type (about 1.5 MB), enough for pushes of a few thousand series.
+const maxKeptBlocks = 16
 
 func (s *slab[T]) get() *T {
 	if len(s.free) == 0 {
-		s.size = min(max(2*s.size, 8), maxSlab)
-		s.free = make([]T, s.size)
+		if s.reuse < len(s.blocks) {
+			s.free = s.blocks[s.reuse]
+			s.reuse++
+		} else {
+			s.size = min(max(2*s.size, 8), maxSlab)
+			s.free = make([]T, s.size)
+			if s.keep && len(s.blocks) < maxKeptBlocks {
+				s.blocks = append(s.blocks, s.free)
+				s.reuse++
+			}
+		}
 	}
 	v := &s.free[0]
 	s.free = s.free[1:]
 	return v
+}
+
+// reset zeroes the kept arrays, so that they hold no pointers, and makes
+// them available again.
+func (s *slab[T]) reset() {
+	for _, b := range s.blocks[:s.reuse] {
+		clear(b)
+	}
+	s.free, s.reuse = nil, 0
 }
 
 // put returns a pointer to a copy of v, for scalars (messages must not be
@@ -76,6 +106,68 @@ type slabs struct {
 
 	text     []byte
 	textSize int
+}
+
+// Arena lets Parse reuse the messages of an earlier result (dto.Metric,
+// dto.LabelPair, the value messages and their scalars, dto.MetricFamily):
+// after Reset, the next Parse with the same Arena hands them out again,
+// zeroed, instead of allocating new ones. Strings are never reused: label
+// values and names may be kept (a stored family keeps its name and help).
+//
+// The caller must not use any message of a result parsed with the Arena
+// after calling Reset, nor pass the Arena to two Parse calls at once. Without
+// Reset, an Arena only allocates, like no Arena. The zero value is ready to
+// use.
+type Arena struct {
+	s    slabs
+	init bool
+	// br is reused too: strings are copied out of its buffer.
+	br *bufio.Reader
+}
+
+// reader returns the Arena's read buffer, reading r.
+func (a *Arena) reader(r io.Reader, size int) *bufio.Reader {
+	if a.br == nil || a.br.Size() != size {
+		a.br = bufio.NewReaderSize(r, size)
+	} else {
+		a.br.Reset(r)
+	}
+	return a.br
+}
+
+// Reset makes the messages of all results parsed since the last Reset
+// available to the next Parse; see Arena for the caller's obligation.
+func (a *Arena) Reset() {
+	if a.br != nil {
+		a.br.Reset(nil) // drop the request body
+	}
+	s := &a.s
+	s.metrics.reset()
+	s.pairs.reset()
+	s.counters.reset()
+	s.gauges.reset()
+	s.untypeds.reset()
+	s.quantiles.reset()
+	s.buckets.reset()
+	s.families.reset()
+	s.floats.reset()
+	s.uints.reset()
+	s.ints.reset()
+}
+
+// slabs returns the Arena's slabs for one Parse, with fresh strings.
+func (a *Arena) slabs() *slabs {
+	s := &a.s
+	if !a.init {
+		a.init = true
+		s.metrics.keep, s.pairs.keep, s.counters.keep, s.gauges.keep = true, true, true, true
+		s.untypeds.keep, s.quantiles.keep, s.buckets.keep, s.families.keep = true, true, true, true
+		s.floats.keep, s.uints.keep, s.ints.keep = true, true, true
+	}
+	s.strs = slab[string]{}
+	s.ptrs, s.ptrsSize = nil, 0
+	s.text, s.textSize = nil, 0
+	return s
 }
 
 func (s *slabs) pairPtrs(n int) []*dto.LabelPair {

@@ -150,3 +150,29 @@ func charged(tb testing.TB, body []byte) int64 {
 	}
 	return total
 }
+
+// BenchmarkParseArena parses the realistic 100-series body without and with
+// an Arena reset after every parse, as the push handler does.
+//
+//	go test -run='^$' -bench=BenchmarkParseArena -benchmem ./internal/textparse/
+func BenchmarkParseArena(b *testing.B) {
+	body := realisticBody()
+	for _, tc := range []struct {
+		name  string
+		arena *textparse.Arena
+	}{{"none", nil}, {"arena", &textparse.Arena{}}} {
+		b.Run(tc.name, func(b *testing.B) {
+			b.SetBytes(int64(len(body)))
+			b.ReportAllocs()
+			for b.Loop() {
+				opts := textparse.Options{Scheme: model.UTF8Validation, Arena: tc.arena}
+				if _, err := textparse.Parse(bytes.NewReader(body), opts); err != nil {
+					b.Fatal(err)
+				}
+				if tc.arena != nil {
+					tc.arena.Reset()
+				}
+			}
+		})
+	}
+}

@@ -42,6 +42,9 @@ type Options struct {
 	// everything else. Charge only ever grows, so that charge stays with
 	// the result.
 	MaxLineBytes int
+	// Arena, if non-nil, supplies the messages of the result, reusing
+	// those of results parsed earlier with it once it is Reset (see Arena).
+	Arena *Arena
 }
 
 // chargeEvery is how many bytes may accumulate without a new series before
@@ -76,8 +79,14 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 	default:
 		return nil, fmt.Errorf("text format: unsupported name validation scheme %s", opts.Scheme)
 	}
+	var br *bufio.Reader
+	if opts.Arena != nil {
+		br = opts.Arena.reader(r, bufSize)
+	} else {
+		br = bufio.NewReaderSize(r, bufSize)
+	}
 	p := &parser{
-		br:       bufio.NewReaderSize(r, bufSize),
+		br:       br,
 		scheme:   opts.Scheme,
 		charge:   opts.Charge,
 		maxLine:  opts.MaxLineBytes,
@@ -85,6 +94,11 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 		names:    map[string]*labelName{},
 		quantile: math.NaN(),
 		bucket:   math.NaN(),
+	}
+	if opts.Arena != nil {
+		p.slabs = opts.Arena.slabs()
+	} else {
+		p.slabs = &slabs{}
 	}
 	p.sig.nilMap = true
 	return p.run()
@@ -134,7 +148,7 @@ type parser struct {
 	hists                 []*dto.Histogram
 
 	names map[string]*labelName
-	slabs slabs
+	slabs *slabs
 
 	// Not yet reported to Charge.
 	series int
@@ -612,7 +626,7 @@ func (p *parser) groupMetric(group *map[uint64]*dto.Metric) *dto.Metric {
 }
 
 func (p *parser) setValue(m *dto.Metric, v float64) error {
-	s := &p.slabs
+	s := p.slabs
 	switch p.mf.GetType() {
 	case dto.MetricType_COUNTER:
 		c := s.counters.get()
@@ -716,7 +730,7 @@ func (p *parser) timestamp(m *dto.Metric) error {
 // newMetric makes the metric of the current line, with its labels, and
 // appends it to the current family.
 func (p *parser) newMetric() *dto.Metric {
-	s := &p.slabs
+	s := p.slabs
 	m := s.metrics.get()
 	p.bytes += sizeMetric
 	if n := len(p.lbls); n > 0 {
@@ -793,7 +807,7 @@ func (p *parser) family(name []byte) error {
 			}
 		}
 	}
-	s := &p.slabs
+	s := p.slabs
 	key := s.str(name)
 	mf := s.families.get()
 	mf.Name = s.strs.put(key)

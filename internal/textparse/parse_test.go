@@ -182,3 +182,58 @@ func TestMaxLineBytes(t *testing.T) {
 		t.Fatalf("charged %d bytes for a %d-byte line, want at least three times the line", charged, len(long))
 	}
 }
+
+// TestArenaReuse parses the samples one after another with one Arena, reset
+// in between, and checks each result against a parse without one: nothing
+// of an earlier result shows through the reused messages. A big body in
+// between exceeds what the Arena keeps.
+func TestArenaReuse(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.good.txt")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no samples: %v", err)
+	}
+	var big strings.Builder
+	for i := range 20_000 {
+		fmt.Fprintf(&big, "big{i=\"%d\"} %d\n", i, i)
+	}
+	bodies := map[string]string{"big": big.String()}
+	order := []string{}
+	for _, name := range files {
+		body, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bodies[name] = string(body)
+		order = append(order, name)
+	}
+	// Each sample after every other one, and after the big body.
+	var seq []string
+	for _, a := range order {
+		seq = append(seq, a, "big", a)
+		for _, b := range order {
+			seq = append(seq, b, a)
+		}
+	}
+	arena := &Arena{}
+	for i, name := range seq {
+		opts := Options{Scheme: model.UTF8Validation}
+		want, err := Parse(strings.NewReader(bodies[name]), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		opts.Arena = arena
+		got, err := Parse(strings.NewReader(bodies[name]), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != len(want) {
+			t.Fatalf("step %d (%s): %d families, want %d", i, name, len(got), len(want))
+		}
+		for n, mf := range want {
+			if !proto.Equal(got[n], mf) {
+				t.Fatalf("step %d (%s): family %q differs with a reused Arena:\ngot  %v\nwant %v", i, name, n, got[n], mf)
+			}
+		}
+		arena.Reset()
+	}
+}
