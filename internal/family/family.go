@@ -208,24 +208,19 @@ func (f *Family) GzipSize() int {
 	return n
 }
 
-// scratch holds buffers for decoding a family before compressing it.
-var scratch = sync.Pool{New: func() any { return new([]byte) }}
-
 func fragment(cache *atomic.Pointer[deflate.Fragment], src []byte, n int) (*deflate.Fragment, error) {
 	if fr := cache.Load(); fr != nil {
 		return fr, nil
 	}
-	buf := scratch.Get().(*[]byte)
-	defer func() {
-		if cap(*buf) <= 1<<20 { // a huge family's buffer is left to the GC
-			scratch.Put(buf)
-		}
-	}()
+	// New's pooled buffers serve here too: the decoded bytes are garbage
+	// once compressed.
+	sc := scratchPool.Get().(*scratch)
+	defer sc.put()
 	var err error
-	if *buf, err = appendDecoded((*buf)[:0], src, n); err != nil {
+	if sc.raw, err = appendDecoded(sc.raw[:0], src, n); err != nil {
 		return nil, err
 	}
-	fr := deflate.Compress(*buf)
+	fr := deflate.Compress(sc.raw)
 	if !cache.CompareAndSwap(nil, fr) {
 		fr = cache.Load()
 	}
