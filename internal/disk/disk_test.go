@@ -199,6 +199,19 @@ func TestForEachDecoded(t *testing.T) {
 			}
 		})
 	}
+	t.Run("panic in apply", func(t *testing.T) {
+		// Recovered like ForEach's, once the workers are done.
+		n := 0
+		err := disk.ForEachDecoded(d, 4, func(v []byte) (string, error) { return string(v), nil }, func(string) error {
+			if n++; n == 10 {
+				panic("apply broke")
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "apply broke") {
+			t.Errorf("err = %v, want the panic as an error", err)
+		}
+	})
 	t.Run("all", func(t *testing.T) {
 		var got []string
 		if err := disk.ForEachDecoded(d, 3, func(v []byte) (string, error) { return string(v), nil }, func(v string) error {

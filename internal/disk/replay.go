@@ -47,7 +47,7 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 			stop    = make(chan struct{}) // closed when apply stops early
 			jobs    = make(chan *batch)
 			order   = make(chan *batch, 2*workers)
-			readErr error // the reader's; read after order is closed
+			readErr error // the reader's; set before order is closed
 			wg      sync.WaitGroup
 		)
 		for range workers {
@@ -116,36 +116,32 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 			}
 		}()
 
-		err := func() error {
-			for b := range order {
-				<-b.done
-				for i, v := range b.values {
-					if b.fault != nil && i == b.faultAt {
-						return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", d.path, b.fault)
-					}
-					err := b.errs[i]
-					if err == nil {
-						err = apply(b.out[i])
-					}
-					b.out[i] = *new(T) // applied: let it go with the store
-					if err != nil {
-						return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(b.keys[i]), d.offsetOf(base, v), err)
-					}
-				}
-			}
-			return nil
-		}()
-		if err != nil {
+		// However apply ends (an error, or a panic that guard turns
+		// into one), the reader and the workers finish before the
+		// transaction, and the values with it, go away.
+		defer func() {
 			close(stop)
-			// Drain, so that the reader and the workers finish
-			// before the transaction (and the values) go away.
 			for range order {
 			}
+			wg.Wait()
+		}()
+		for b := range order {
+			<-b.done
+			for i, v := range b.values {
+				if b.fault != nil && i == b.faultAt {
+					return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", d.path, b.fault)
+				}
+				err := b.errs[i]
+				if err == nil {
+					err = apply(b.out[i])
+				}
+				b.out[i] = *new(T) // applied: let it go with the store
+				if err != nil {
+					return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(b.keys[i]), d.offsetOf(base, v), err)
+				}
+			}
 		}
-		wg.Wait()
-		if err != nil {
-			return err
-		}
+		// order is closed only after the reader set readErr.
 		return readErr
 	})
 }
