@@ -150,6 +150,85 @@ func TestSecondOpenIsRefused(t *testing.T) {
 	}
 }
 
+func TestForEachDecoded(t *testing.T) {
+	d := open(t, t.TempDir())
+	defer d.Close()
+	const n = 300 // several batches
+	for i := range n {
+		if err := d.Save(fmt.Sprintf("g%03d", i), []byte(fmt.Sprintf("value %03d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want := contents(t, d)
+	decode := func(v []byte) (string, error) {
+		switch string(v) {
+		case "value 150":
+			return "", errors.New("decode failed")
+		}
+		return string(v), nil
+	}
+	for _, tc := range []struct {
+		name    string
+		workers int
+		// failApply is the value whose apply fails; "" for none.
+		failApply string
+		// applied is how many values are applied; wantErr and wantKey
+		// the error and the key it names ("" for none).
+		applied          int
+		wantErr, wantKey string
+	}{
+		{name: "decode error stops at its value", workers: 4, applied: 150, wantErr: "decode failed", wantKey: `"g150"`},
+		{name: "one worker", workers: 1, applied: 150, wantErr: "decode failed", wantKey: `"g150"`},
+		{name: "no workers means one", workers: 0, applied: 150, wantErr: "decode failed", wantKey: `"g150"`},
+		{name: "earlier apply error wins", workers: 4, failApply: "value 070", applied: 70, wantErr: "apply failed", wantKey: `"g070"`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var got []string
+			err := disk.ForEachDecoded(d, tc.workers, decode, func(v string) error {
+				if v == tc.failApply {
+					return errors.New("apply failed")
+				}
+				got = append(got, v)
+				return nil
+			})
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) || !strings.Contains(err.Error(), tc.wantKey) || !strings.Contains(err.Error(), "offset") {
+				t.Errorf("err = %v, want %q naming key %s and its offset", err, tc.wantErr, tc.wantKey)
+			}
+			if !slices.Equal(got, want[:tc.applied]) {
+				t.Errorf("applied %d values, want the first %d in key order", len(got), tc.applied)
+			}
+		})
+	}
+	t.Run("panic in apply", func(t *testing.T) {
+		// Recovered like ForEach's, once the workers are done.
+		n := 0
+		err := disk.ForEachDecoded(d, 4, func(v []byte) (string, error) { return string(v), nil }, func(string) error {
+			if n++; n == 10 {
+				panic("apply broke")
+			}
+			return nil
+		})
+		if err == nil || !strings.Contains(err.Error(), "apply broke") {
+			t.Errorf("err = %v, want the panic as an error", err)
+		}
+	})
+	t.Run("all", func(t *testing.T) {
+		var got []string
+		if err := disk.ForEachDecoded(d, 3, func(v []byte) (string, error) { return string(v), nil }, func(v string) error {
+			got = append(got, v)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("got %d values, want the %d of ForEach in its order", len(got), len(want))
+		}
+		if l, err := d.Len(); err != nil || l != n {
+			t.Errorf("Len = %d, %v; want %d", l, err, n)
+		}
+	})
+}
+
 func TestForEachLocatesBadValues(t *testing.T) {
 	d := open(t, t.TempDir())
 	defer d.Close()
@@ -420,6 +499,13 @@ func TestTruncatedFileIsAnError(t *testing.T) {
 			db, err := disk.Open(d, disk.Options{})
 			if err == nil {
 				err = db.ForEach(func([]byte) error { n++; return nil })
+				// The same with the decoding on other goroutines,
+				// which must not crash on a fault either.
+				m := 0
+				errDecoded := disk.ForEachDecoded(db, 4, func(v []byte) (int, error) { return len(v), nil }, func(int) error { m++; return nil })
+				if (err == nil) != (errDecoded == nil) || m != n {
+					t.Errorf("truncated to %d bytes: ForEachDecoded = %v after %d values, ForEach = %v after %d", size, errDecoded, m, err, n)
+				}
 				_ = db.Close()
 			}
 			if err == nil && n == 200 {

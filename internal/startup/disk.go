@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -57,8 +58,34 @@ func (d *diskBackend) healthy() error { return d.db.Healthy() }
 // consulted: a replay is quick next to a shutdown's patience, and half of one
 // is of no use.
 func (d *diskBackend) restore(_ context.Context, st Store) error {
-	if err := d.db.ForEach(st.Replay); err != nil {
-		return fmt.Errorf("restore from storage (the file is left as it is; move it away to start empty): %w", err)
+	const failed = "restore from storage (the file is left as it is; move it away to start empty): %w"
+	groups, err := d.db.Len()
+	if err != nil {
+		return fmt.Errorf(failed, err)
+	}
+	apply := st.ApplyReplay
+	if groups > 0 {
+		// Size the indexes once, by the first group, rather than
+		// rehashing them all along: the series of a gateway's groups
+		// are of one order. Each stored series holds an 8-byte hash, so
+		// the file's size bounds a bad guess.
+		maxSeries := 2 * groups
+		if fi, err := os.Stat(d.db.Path()); err == nil {
+			maxSeries += int(fi.Size() / 8)
+		}
+		sized := false
+		apply = func(r *store.Replayed) error {
+			if !sized {
+				st.Grow(groups, min(groups*r.Series(), maxSeries))
+				sized = true
+			}
+			return st.ApplyReplay(r)
+		}
+	}
+	// Decoding is most of a replay, and needs no other group: it runs on
+	// every core while the groups are added in key order.
+	if err := disk.ForEachDecoded(d.db, runtime.GOMAXPROCS(0), st.DecodeReplay, apply); err != nil {
+		return fmt.Errorf(failed, err)
 	}
 	// Only now that the file is known to be good may it be replaced.
 	if err := d.db.CompactIfWasteful(); err != nil {

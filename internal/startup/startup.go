@@ -55,6 +55,11 @@ type Store interface {
 	snapshot.Store
 	// Replay adds a group read back from the journal.
 	Replay(value []byte) error
+	// DecodeReplay and ApplyReplay are Replay in two halves; decoding
+	// may run concurrently (see disk.ForEachDecoded).
+	DecodeReplay(value []byte) (*store.Replayed, error)
+	ApplyReplay(r *store.Replayed) error
+	Grow(groups, series int)
 	Stats() store.Stats
 	// Reset and Apply take the groups and changes of a shared journal.
 	Reset(rev int64, groups []store.Change) error

@@ -120,21 +120,57 @@ func (s *Store) reserveNewLocked(key grouping.Key, p *prepared, pushTime, failTi
 // Replay adds a group from a value the journal stored, at start. The value
 // is checksummed and was consistent when written; it is checked again all
 // the same, since the indexes are rebuilt from it. Nothing is written.
+// It is DecodeReplay followed by ApplyReplay.
 func (s *Store) Replay(value []byte) error {
-	g, p, err := s.decodeValue(value)
+	r, err := s.DecodeReplay(value)
 	if err != nil {
 		return err
 	}
+	return s.ApplyReplay(r)
+}
+
+// Replayed is a stored group decoded by DecodeReplay, not yet added.
+type Replayed struct {
+	g *Group
+	p *prepared
+}
+
+// Series returns the number of series of the group, timestamps included.
+func (r *Replayed) Series() int {
+	n := 0
+	for _, s := range r.p.series {
+		n += len(s)
+	}
+	return n
+}
+
+// DecodeReplay is the first half of Replay: it decodes and checks a stored
+// value on its own, without the store's state, so that values can be
+// decoded concurrently with each other and with ApplyReplay. The result
+// does not alias value.
+func (s *Store) DecodeReplay(value []byte) (*Replayed, error) {
+	g, p, err := s.decodeValue(value)
+	if err != nil {
+		return nil, err
+	}
+	return &Replayed{g: g, p: p}, nil
+}
+
+// ApplyReplay is the second half of Replay: it checks a decoded group
+// against the groups added before it and adds it. Applied in the journal's
+// order, the result (and the first error) is that of Replay.
+func (s *Store) ApplyReplay(r *Replayed) error {
+	g, p := r.g, r.p
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	ng, r, err := s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
+	ng, res, err := s.reserveNewLocked(g.Key, p, g.PushTime, g.FailTime)
 	if err != nil {
 		return err
 	}
 	// Published with it, so that its deadline is scheduled (and, if it
 	// passed while the gateway was down, the group expires at once).
 	ng.ExpireAfter = g.ExpireAfter
-	s.publishLocked(nil, ng, r)
+	s.publishLocked(nil, ng, res)
 	return nil
 }
 
@@ -171,4 +207,21 @@ func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime 
 	}
 	p.addTimestamps(pt, pth, ft, fth)
 	return nil
+}
+
+// Grow makes room in the indexes of an empty store for about groups
+// groups of series series in all, so that a replay of that many does not
+// rehash them over and over as they grow. It is a hint: a store that holds
+// groups ignores it, and the indexes still grow past it as needed.
+func (s *Store) Grow(groups, series int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.groups) > 0 || groups <= 0 {
+		return
+	}
+	s.groups = make(map[string]*Group, groups)
+	s.groupIDs = make(map[uint32]string, groups)
+	if series > 0 {
+		s.series = make(map[uint64]uint32, series)
+	}
 }
