@@ -2,7 +2,6 @@ package deflate
 
 import (
 	"bytes"
-	stdgzip "compress/gzip"
 	"fmt"
 	"hash/crc32"
 	"io"
@@ -10,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	kgzip "github.com/klauspost/compress/gzip"
+	"github.com/pushgate/pushgate/internal/deflate/deflatetest"
 )
 
 func TestCRC32Combine(t *testing.T) {
@@ -75,33 +74,8 @@ func member(t testing.TB, pieces []piece) []byte {
 // compares it with want.
 func checkMember(t testing.TB, b, want []byte) {
 	t.Helper()
-	br := bytes.NewReader(b)
-	zr, err := stdgzip.NewReader(br)
-	if err != nil {
-		t.Fatalf("compress/gzip: %v", err)
-	}
-	zr.Multistream(false)
-	got, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("compress/gzip: %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("compress/gzip decoded %d bytes, want %d (equal: %v)", len(got), len(want), bytes.Equal(got, want))
-	}
-	if br.Len() != 0 {
-		t.Fatalf("%d bytes after the member", br.Len())
-	}
-	kr, err := kgzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("klauspost gzip: %v", err)
-	}
-	kr.Multistream(false)
-	got, err = io.ReadAll(kr)
-	if err != nil {
-		t.Fatalf("klauspost gzip: %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Fatalf("klauspost gzip decoded %d bytes, want %d", len(got), len(want))
+	if got := deflatetest.Gunzip(t, b); !bytes.Equal(got, want) {
+		t.Fatalf("decoded %d bytes, want %d", len(got), len(want))
 	}
 }
 

@@ -77,13 +77,7 @@ func push(t testing.TB, st *store.Store, k grouping.Key, fams map[string]*dto.Me
 // registry of fixed own gauges, so that scrapes are reproducible.
 func newFixture(t testing.TB) (*exposition.Handler, *store.Store) {
 	t.Helper()
-	reg := prometheus.NewRegistry()
-	own := prometheus.NewGauge(prometheus.GaugeOpts{Name: "own_gauge", Help: "An own gauge."})
-	own.Set(42)
-	shared := prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "shared_gauge", Help: "Own help wins."}, []string{"source"})
-	shared.WithLabelValues("own").Set(1)
-	reg.MustRegister(own, shared)
-
+	reg := ownRegistry()
 	st := store.New(store.Options{
 		Now: func() time.Time { return now },
 		Reserved: []store.Reserved{

@@ -2,55 +2,21 @@ package exposition_test
 
 import (
 	"bytes"
-	stdgzip "compress/gzip"
 	"fmt"
-	"io"
 	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
 
-	kgzip "github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/pushgate/pushgate/internal/deflate/deflatetest"
 	"github.com/pushgate/pushgate/internal/exposition"
 	"github.com/pushgate/pushgate/internal/store"
 )
-
-// gunzip decodes a gzip scrape that must be exactly one gzip member, with
-// both the standard library's reader and klauspost's, which must agree.
-func gunzip(t testing.TB, b []byte) []byte {
-	t.Helper()
-	br := bytes.NewReader(b)
-	zr, err := stdgzip.NewReader(br)
-	if err != nil {
-		t.Fatalf("compress/gzip: %v", err)
-	}
-	zr.Multistream(false)
-	std, err := io.ReadAll(zr)
-	if err != nil {
-		t.Fatalf("compress/gzip: %v", err)
-	}
-	if br.Len() != 0 {
-		t.Fatalf("%d bytes after the gzip member", br.Len())
-	}
-	kr, err := kgzip.NewReader(bytes.NewReader(b))
-	if err != nil {
-		t.Fatalf("klauspost gzip: %v", err)
-	}
-	kr.Multistream(false)
-	k, err := io.ReadAll(kr)
-	if err != nil {
-		t.Fatalf("klauspost gzip: %v", err)
-	}
-	if !bytes.Equal(std, k) {
-		t.Fatal("compress/gzip and klauspost gzip decode differently")
-	}
-	return std
-}
 
 var allAccepts = []string{"", acceptText, acceptProto, acceptOM, acceptTextUTF8, acceptProtoUTF8, prometheus3Accept}
 
@@ -68,13 +34,15 @@ func checkGzipIdentity(t *testing.T, h *exposition.Handler) {
 		if plain.header.Get("Content-Type") != gz.header.Get("Content-Type") {
 			t.Fatalf("Accept %q: Content-Type %q with gzip, %q without", accept, gz.header.Get("Content-Type"), plain.header.Get("Content-Type"))
 		}
-		if got := gunzip(t, gz.body); !bytes.Equal(got, plain.body) {
+		if got := deflatetest.Gunzip(t, gz.body); !bytes.Equal(got, plain.body) {
 			t.Fatalf("Accept %q: gzip scrape decodes to %d bytes that differ from the %d of the identity scrape:\n%s\n----\n%s",
 				accept, len(got), len(plain.body), got, plain.body)
 		}
 	}
 }
 
+// ownRegistry returns a registry of fixed own gauges, one sharing its name
+// with pushed families, so that scrapes are reproducible.
 func ownRegistry() *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	own := prometheus.NewGauge(prometheus.GaugeOpts{Name: "own_gauge", Help: "An own gauge."})
@@ -136,7 +104,7 @@ shared_gauge{source="%d"} 3
 			}
 		}
 		checkGzipIdentity(t, h)
-		s := string(gunzip(t, get(t, h, acceptText, "gzip").body))
+		s := string(deflatetest.Gunzip(t, get(t, h, acceptText, "gzip").body))
 		if !strings.Contains(s, `requests_total{code="500",instance="0",job="many"} 1000`) || strings.Contains(s, `instance="1",`) {
 			t.Errorf("gzip scrape after replacing groups shows old content")
 		}
