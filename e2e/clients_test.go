@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/push"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 // Real clients push to the subject. (Run the suite with
@@ -159,7 +161,7 @@ func TestCurlCronScript(t *testing.T) {
 	t.Parallel()
 	for _, tool := range []string{"sh", "curl", "gzip"} {
 		if _, err := exec.LookPath(tool); err != nil {
-			missing(t, "%s not found on PATH", tool)
+			testenv.Missing(t, "%s not found on PATH", tool)
 		}
 	}
 	g := startGateway(t, subject)

@@ -26,6 +26,8 @@ import (
 	"time"
 
 	dto "github.com/prometheus/client_model/go"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 // storageFile is the database file in --storage.path.
@@ -134,14 +136,14 @@ func requireNoCrash(t testing.TB, out string) {
 func mountTmpfs(t testing.TB, size string) string {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		missing(t, "mounting a tmpfs needs root")
+		testenv.Missing(t, "mounting a tmpfs needs root")
 	}
 	dir := filepath.Join(t.TempDir(), "mnt")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
 	if out, err := exec.Command("mount", "-t", "tmpfs", "-o", "size="+size, "tmpfs", dir).CombinedOutput(); err != nil {
-		missing(t, "mount -t tmpfs: %v: %s", err, out)
+		testenv.Missing(t, "mount -t tmpfs: %v: %s", err, out)
 	}
 	t.Cleanup(func() {
 		// Processes using it were registered later, so they are stopped.

@@ -47,6 +47,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 // referenceBin is the reference gateway; PUSHGATE_REFERENCE_BIN overrides it.
@@ -96,9 +98,6 @@ func runMain(m *testing.M) int {
 	return m.Run()
 }
 
-// inCI reports whether missing dependencies must fail instead of skip.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
 // requirePushgate skips a test of a pushgate feature (what: the feature)
 // when the subject is the reference, which the suite can also run against
 // to validate its compatibility cases. In CI the subject is always pushgate.
@@ -117,7 +116,7 @@ func requireBinary(t testing.TB, path string) {
 	if err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
 		return
 	}
-	missing(t, "required program %s is not installed (Debian package providing it)", path)
+	testenv.Missing(t, "required program %s is not installed (Debian package providing it)", path)
 }
 
 // requirePythonModule skips (fails in CI) unless pythonBin can import mod.
@@ -126,42 +125,15 @@ func requirePythonModule(t testing.TB, mod string) {
 	requireBinary(t, pythonBin)
 	out, err := exec.Command(pythonBin, "-c", "import "+mod).CombinedOutput()
 	if err != nil {
-		missing(t, "%s cannot import %s (Debian package python3-prometheus-client): %v\n%s", pythonBin, mod, err, out)
+		testenv.Missing(t, "%s cannot import %s (Debian package python3-prometheus-client): %v\n%s", pythonBin, mod, err, out)
 	}
-}
-
-func missing(t testing.TB, format string, args ...any) {
-	t.Helper()
-	if inCI() {
-		t.Fatalf("CI=true and a dependency is missing: "+format, args...)
-	}
-	t.Skipf("skipping, dependency missing: "+format, args...)
-}
-
-// syncBuffer collects a child's output; the process writes while the test
-// may read.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // process is a started child program that is stopped in t.Cleanup.
 type process struct {
 	name string
 	cmd  *exec.Cmd
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{} // closed once the process has exited
 	err  error         // Wait's result, valid after done is closed
 }
@@ -171,7 +143,7 @@ type process struct {
 // SIGKILL) and logs its output if the test failed.
 func startProcess(t testing.TB, name, bin string, args ...string) *process {
 	t.Helper()
-	p := &process{name: name, out: &syncBuffer{}, done: make(chan struct{})}
+	p := &process{name: name, out: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	// Each process runs in its own empty directory, so that default
 	// relative paths (e.g. a storage directory) are never shared.

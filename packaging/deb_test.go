@@ -1,7 +1,6 @@
 package packaging
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,10 +12,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 // What the package installs and creates.
@@ -234,13 +234,13 @@ func newMachine(t *testing.T) *machine {
 	t.Helper()
 	for _, prog := range []string{"dpkg", "dpkg-deb", "dpkg-query", "make", "setpriv", "systemd-analyze"} {
 		if _, err := exec.LookPath(prog); err != nil {
-			missing(t, "%s is not installed (systemd-analyze: Debian package systemd): %v", prog, err)
+			testenv.Missing(t, "%s is not installed (systemd-analyze: Debian package systemd): %v", prog, err)
 		}
 	}
 	m := &machine{}
 	if os.Geteuid() != 0 {
 		if out, err := exec.Command("sudo", "-n", "true").CombinedOutput(); err != nil {
-			missing(t, "installing a package needs root or sudo -n: %v %s", err, out)
+			testenv.Missing(t, "installing a package needs root or sudo -n: %v %s", err, out)
 		}
 		m.sudo = true
 	}
@@ -352,7 +352,7 @@ func (m *machine) requireClean(t *testing.T) {
 		}
 	}
 	if len(found) > 0 {
-		missing(t, "a machine without pushgate: this one has %s, which the test would delete "+
+		testenv.Missing(t, "a machine without pushgate: this one has %s, which the test would delete "+
 			"(when it is a test's leftover: dpkg --purge pushgate; userdel pushgate; groupdel pushgate; rm -r %s)",
 			strings.Join(found, ", "), dataDir)
 	}
@@ -477,7 +477,7 @@ type gateway struct {
 	addr string
 	m    *machine
 	cmd  *exec.Cmd // nil when systemd runs it
-	out  *syncBuffer
+	out  *testenv.SyncBuffer
 	done chan struct{} // closed when cmd has exited
 	err  error         // of cmd.Wait, once done is closed
 }
@@ -515,7 +515,7 @@ func (m *machine) startGateway(t *testing.T, flags ...string) *gateway {
 		// again, so a killed test leaves no gateway behind.
 		"setpriv", "--reuid=" + svc["User"], "--regid=" + svc["Group"], "--init-groups", "--pdeathsig=KILL", "--",
 	}, argv...)
-	g := &gateway{addr: addr, m: m, out: &syncBuffer{}, done: make(chan struct{})}
+	g := &gateway{addr: addr, m: m, out: &testenv.SyncBuffer{}, done: make(chan struct{})}
 	g.cmd = m.command("env", wrapped...)
 	g.cmd.Stdout, g.cmd.Stderr = g.out, g.out
 	g.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
@@ -760,31 +760,4 @@ func freePort(t *testing.T) int {
 	}
 	defer l.Close()
 	return l.Addr().(*net.TCPAddr).Port
-}
-
-// missing skips the test for a missing dependency, or fails it with CI=true.
-func missing(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("CI=true and a dependency is missing: "+format, args...)
-	}
-	t.Skipf("skipping, dependency missing: "+format, args...)
-}
-
-// syncBuffer collects a child's output while the test may read it.
-type syncBuffer struct {
-	mu  sync.Mutex // guards buf
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }

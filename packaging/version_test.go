@@ -4,6 +4,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 // TestDebVersion checks deb-version.sh, and with dpkg that the versions it
@@ -51,7 +53,7 @@ func TestDebVersion(t *testing.T) {
 	t.Run("order", func(t *testing.T) {
 		dpkg, err := exec.LookPath("dpkg")
 		if err != nil {
-			missing(t, "dpkg is not installed: %v", err)
+			testenv.Missing(t, "dpkg is not installed: %v", err)
 		}
 		for i := 1; i < len(got); i++ {
 			if err := exec.Command(dpkg, "--compare-versions", got[i-1], "lt", got[i]).Run(); err != nil {

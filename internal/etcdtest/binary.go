@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/pushgate/pushgate/internal/testenv"
 )
 
 const (
@@ -34,16 +36,12 @@ type Binary struct {
 	Path string // absolute path of the executable
 }
 
-// inCI reports whether a missing dependency must fail the test instead of
-// skipping it; .ci/run sets CI=true.
-func inCI() bool { return os.Getenv("CI") == "true" }
-
 // missing skips tb, or fails it under CI=true, because an etcd binary is
 // not available.
 func missing(tb testing.TB, format string, args ...any) {
 	tb.Helper()
 	msg := fmt.Sprintf(format, args...)
-	if inCI() {
+	if testenv.InCI() {
 		tb.Fatalf("CI=true and etcd is missing: %s (install the Debian package %s, or set %s)", msg, aptPackage, EnvBinary)
 	}
 	tb.Skipf("etcd is missing: %s (install the Debian package %s, or set %s)", msg, aptPackage, EnvBinary)
@@ -98,7 +96,7 @@ func Binaries(tb testing.TB) []Binary {
 		err = add(p)
 	}
 	if err != nil {
-		if inCI() {
+		if testenv.InCI() {
 			tb.Fatalf("CI=true and etcd v3.7 is missing: %v", err)
 		}
 		tb.Logf("etcd v3.7 left out: %v", err)
