@@ -663,3 +663,41 @@ func TestPushStreamedBody(t *testing.T) {
 		t.Errorf("status %d, pushes %v", w.Code, st.pushes)
 	}
 }
+
+// TestPushRealStoreKeepsNoParsedMessage guards the contract of Store that
+// lets the handler reuse a text push's messages (textparse.Arena): pushes
+// of the same shape to another group, which get the first push's messages
+// back, must not change what the store holds for the first group.
+func TestPushRealStoreKeepsNoParsedMessage(t *testing.T) {
+	st := store.New(store.Options{})
+	api := push.New(st, push.Options{}, nil)
+	body := func(v int) []byte {
+		return fmt.Appendf(nil, "# TYPE m counter\nm{code=\"%d\"} %d\n# TYPE s summary\ns{quantile=\"0.5\",code=\"%d\"} %d\ns_sum %d\ns_count 1\n", v, v, v, v, v)
+	}
+	if w := serve(t, api, request{method: "PUT", path: "/metrics/job/a", body: body(1)}); w.Code != 200 {
+		t.Fatalf("push to a: %d %s", w.Code, w.Body)
+	}
+	key, err := grouping.FromMap(map[string]string{"job": "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	text := func() string {
+		t.Helper()
+		var b []byte
+		for _, name := range []string{"m", "s"} {
+			if b, err = st.Group(key.ID()).Families[name].AppendText(b); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return string(b)
+	}
+	want := text()
+	for i := range 50 {
+		if w := serve(t, api, request{method: "PUT", path: "/metrics/job/b", body: body(100 + i)}); w.Code != 200 {
+			t.Fatalf("push %d to b: %d %s", i, w.Code, w.Body)
+		}
+		if got := text(); got != want {
+			t.Fatalf("after push %d to b, group a holds\n%s\nwant\n%s", i, got, want)
+		}
+	}
+}
