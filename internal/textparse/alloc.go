@@ -153,6 +153,10 @@ func (a *Arena) Reset() {
 	s.floats.reset()
 	s.uints.reset()
 	s.ints.reset()
+	// The strings are the result's, never reused: a pooled Arena must not
+	// keep them (and the blocks they sit in, or a HELP of megabytes) alive
+	// until its next Parse.
+	s.dropStrings()
 }
 
 // slabs returns the Arena's slabs for one Parse, with fresh strings.
@@ -164,10 +168,16 @@ func (a *Arena) slabs() *slabs {
 		s.untypeds.keep, s.quantiles.keep, s.buckets.keep, s.families.keep = true, true, true, true
 		s.floats.keep, s.uints.keep, s.ints.keep = true, true, true
 	}
+	s.dropStrings()
+	return s
+}
+
+// dropStrings starts afresh what a result owns and an Arena never reuses:
+// its strings and the arrays of its label slices.
+func (s *slabs) dropStrings() {
 	s.strs = slab[string]{}
 	s.ptrs, s.ptrsSize = nil, 0
 	s.text, s.textSize = nil, 0
-	return s
 }
 
 func (s *slabs) pairPtrs(n int) []*dto.LabelPair {

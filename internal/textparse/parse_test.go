@@ -6,8 +6,11 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
+	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
@@ -236,4 +239,33 @@ func TestArenaReuse(t *testing.T) {
 		}
 		arena.Reset()
 	}
+}
+
+// TestArenaResetDropsStrings checks that a Reset Arena, which waits in a
+// pool for the next push, keeps no string of the last result alive: a HELP
+// of megabytes must go with the result, not stay with the Arena.
+func TestArenaResetDropsStrings(t *testing.T) {
+	arena := &Arena{}
+	help := strings.Repeat("h", 1<<20)
+	fams, err := Parse(strings.NewReader("# HELP big "+help+"\nbig{a=\"b\"} 1\n"), Options{Scheme: model.UTF8Validation, Arena: arena})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := fams["big"].GetHelp(); got != help {
+		t.Fatalf("help of %d bytes, want %d", len(got), len(help))
+	}
+	collected := make(chan struct{})
+	runtime.AddCleanup(unsafe.StringData(fams["big"].GetHelp()), func(ch chan struct{}) { close(ch) }, collected)
+	fams = nil
+	arena.Reset()
+	for range 10 {
+		runtime.GC()
+		select {
+		case <-collected:
+			runtime.KeepAlive(arena)
+			return
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	t.Fatal("the HELP string is still reachable after Reset: the Arena holds it")
 }
