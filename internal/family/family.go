@@ -188,13 +188,21 @@ func (f *Family) AppendMetrics(dst []byte) ([]byte, error) {
 // first call. Concurrent first calls may each compress them, and all get
 // the same fragment.
 func (f *Family) TextFragment() (*deflate.Fragment, error) {
-	return fragment(&f.textGzip, f.text, f.textLen)
+	fr, err := fragment(&f.textGzip, f.text, f.textLen)
+	if err != nil {
+		return nil, fmt.Errorf("family %q: text lines for gzip: %w", f.Name, err)
+	}
+	return fr, nil
 }
 
 // MetricsFragment returns the protobuf metric entries as a deflate
 // fragment, made on the first call, as TextFragment does.
 func (f *Family) MetricsFragment() (*deflate.Fragment, error) {
-	return fragment(&f.metricsGzip, f.metrics, f.metricsLen)
+	fr, err := fragment(&f.metricsGzip, f.metrics, f.metricsLen)
+	if err != nil {
+		return nil, fmt.Errorf("family %q: protobuf metrics for gzip: %w", f.Name, err)
+	}
+	return fr, nil
 }
 
 // GzipSize is the number of bytes the cached deflate fragments hold.
