@@ -212,11 +212,14 @@ func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime 
 // Grow makes room in the indexes of an empty store for about groups
 // groups of series series in all, so that a replay of that many does not
 // rehash them over and over as they grow. It is a hint: a store that holds
-// groups ignores it, and the indexes still grow past it as needed.
+// groups, or is writing its first, ignores it, and the indexes still grow
+// past it as needed.
 func (s *Store) Grow(groups, series int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if len(s.groups) > 0 || groups <= 0 {
+	// A pending write has claimed its group number and series before its
+	// group is in s.groups: those entries must not be dropped.
+	if len(s.groups) > 0 || len(s.groupIDs) > 0 || len(s.series) > 0 || groups <= 0 {
 		return
 	}
 	s.groups = make(map[string]*Group, groups)

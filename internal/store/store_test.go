@@ -265,3 +265,27 @@ group {job="b"} push=0 fail=100`,
 		})
 	}
 }
+
+// TestGrowLeavesPendingWrites checks that Grow, a hint for an empty store,
+// also leaves alone a store whose first group is still being written: that
+// write has claimed its series and group number already, and losing them
+// would let another group push the same series.
+func TestGrowLeavesPendingWrites(t *testing.T) {
+	j := &gateJournal{}
+	s := store.New(store.Options{Journal: j})
+	pendingKey := storetest.Key(t, "job=a")
+	g := j.block(pendingKey.ID(), nil)
+	done := make(chan error, 1)
+	go func() { done <- s.Push(pendingKey, storetest.Families(t, `m{instance="x"} 1`), true) }()
+	<-g.entered
+	s.Grow(10, 100)
+	close(g.release)
+	if err := <-done; err != nil {
+		t.Fatalf("pending push: %v", err)
+	}
+	// The same series, m{instance="x",job="a"}, from another group.
+	err := s.Push(storetest.Key(t, "job=a,instance=x"), storetest.Families(t, "m 1"), true)
+	if !errors.Is(err, store.ErrInvalid) {
+		t.Fatalf("push of a series group job=a holds: error %v, want %v", err, store.ErrInvalid)
+	}
+}
