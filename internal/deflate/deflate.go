@@ -51,11 +51,22 @@ var compressors = sync.Pool{New: func() any {
 	return c
 }}
 
+// maxPooledBuf is the largest output buffer kept in the pool: the fragment
+// of one huge family must not stay allocated on every P that made one.
+const maxPooledBuf = 1 << 20
+
+func (c *compressor) put() {
+	if c.buf.Cap() > maxPooledBuf {
+		return
+	}
+	compressors.Put(c)
+}
+
 // Compress returns b compressed as a fragment of exactly the size it needs.
 // b is not retained.
 func Compress(b []byte) *Fragment {
 	c := compressors.Get().(*compressor)
-	defer compressors.Put(c)
+	defer c.put()
 	c.buf.Reset()
 	c.fw.Reset(&c.buf)
 	// Writing to a bytes.Buffer cannot fail.

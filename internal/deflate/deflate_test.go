@@ -154,3 +154,23 @@ func TestWriterRandom(t *testing.T) {
 		t.Run(fmt.Sprint(i), func(t *testing.T) { checkMember(t, buf.Bytes(), want) })
 	}
 }
+
+// TestCompressPoolsNoHugeBuffer checks that a compressor whose output
+// buffer grew for a huge fragment is not pooled. (The pool may drop what it
+// is given, so only a failure is certain; without the limit it fails almost
+// always.)
+func TestCompressPoolsNoHugeBuffer(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	big := make([]byte, 4*maxPooledBuf) // random: compresses to about its size
+	for i := range big {
+		big[i] = byte(rng.IntN(256))
+	}
+	for range 4 {
+		Compress(big)
+		c := compressors.Get().(*compressor)
+		if c.buf.Cap() > maxPooledBuf {
+			t.Fatalf("a pooled compressor holds a %d-byte buffer, more than %d", c.buf.Cap(), maxPooledBuf)
+		}
+		compressors.Put(c)
+	}
+}
