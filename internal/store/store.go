@@ -129,7 +129,8 @@ type Options struct {
 // Values are the store's own encoding of a group, keyed by group ID. An ID
 // can be of any length (label values are long if limits allow): a journal
 // whose keys are limited maps long IDs itself. An error means the change
-// was not made.
+// was not made. Save keeps no reference to value once it returns: the
+// store reuses its memory for the next write.
 type Journal interface {
 	Save(id string, value []byte) error
 	Remove(id string) error
@@ -151,6 +152,10 @@ type Store struct {
 	now     func() time.Time
 	logger  *slog.Logger
 	journal Journal
+	// values encode the groups written to journal; labels are the label
+	// slices of pushed metrics.
+	values pool[byte]
+	labels pool[*dto.LabelPair]
 	shared  Shared
 	guards  guardLocks
 	metrics sharedMetrics

@@ -68,7 +68,10 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		return err
 	}
 	now := s.now()
-	p, err := prepare(key, fams, s.scheme, s.limits, now)
+	p, err := prepare(key, fams, s.scheme, s.limits, now, s.labels.get())
+	if p != nil {
+		defer s.labels.put(p.labels) // fams are the caller's again once Push returns
+	}
 	if err != nil {
 		var limit *LimitError
 		if !errors.As(err, &limit) {
@@ -251,7 +254,10 @@ func newGroup(key grouping.Key, old *Group, replace bool, p *prepared, pushTime,
 // commit makes ng durable and publishes it, or undoes its reservation.
 func (s *Store) commit(old, ng *Group, r *reservation) error {
 	if s.journal != nil {
-		if err := s.journal.Save(ng.Key.ID(), encodeGroup(ng)); err != nil {
+		value := appendGroup(s.values.get(), ng)
+		err := s.journal.Save(ng.Key.ID(), value)
+		s.values.put(value)
+		if err != nil {
 			s.mu.Lock()
 			s.undoLocked(r)
 			s.mu.Unlock()
