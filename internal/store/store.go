@@ -154,8 +154,8 @@ type Store struct {
 	journal Journal
 	// values encode the groups written to journal; labels are the label
 	// slices of pushed metrics.
-	values pool[byte]
-	labels pool[*dto.LabelPair]
+	values  pool[byte]
+	labels  pool[*dto.LabelPair]
 	shared  Shared
 	guards  guardLocks
 	metrics sharedMetrics
