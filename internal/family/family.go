@@ -66,8 +66,11 @@ type Family struct {
 // labels set) and have a valid type. mf is not retained.
 func New(mf *dto.MetricFamily, t time.Time) (*Family, error) {
 	f := &Family{
-		Name:   mf.GetName(),
-		Help:   mf.GetHelp(),
+		// Copied: a decoded push's strings share blocks (see textparse),
+		// which a kept name or help would keep alive, measured at a fifth
+		// of the heap at 100k series.
+		Name:   strings.Clone(mf.GetName()),
+		Help:   strings.Clone(mf.GetHelp()),
 		Type:   mf.GetType(),
 		Time:   t,
 		Series: len(mf.Metric),
