@@ -293,7 +293,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) (err erro
 			if storageCtx.Err() != nil {
 				return nil // stopped during the restore; never ready
 			}
-			startup.TuneGC(os.Getenv("GOGC"))
+			startup.TuneGC(storageCtx, os.Getenv("GOGC"))
 			logger.Info("ready", "groups", st.Stats().Groups, "series", st.Stats().Series, "restore_duration", time.Since(start))
 			srv.SetReady(true)
 			// Expiry writes through the storage, so it starts once the

@@ -1,6 +1,7 @@
 package startup_test
 
 import (
+	"context"
 	"runtime/debug"
 	"testing"
 
@@ -14,16 +15,41 @@ func TestTuneGC(t *testing.T) {
 	for _, tc := range []struct {
 		gogc    string
 		wantSet bool
-		want    int
 	}{
-		{"", true, startup.GCPercent},
-		{"100", false, 100},
-		{"off", false, 100},
+		{"", true},
+		{"100", false},
+		{"off", false},
 	} {
 		debug.SetGCPercent(100)
-		prev, set := startup.TuneGC(tc.gogc)
-		if got := debug.SetGCPercent(100); set != tc.wantSet || got != tc.want || (set && prev != 100) {
-			t.Errorf("TuneGC(%q) = %d, %v and the target is %d; want set=%v, target %d, previous 100", tc.gogc, prev, set, got, tc.wantSet, tc.want)
+		ctx, cancel := context.WithCancel(context.Background())
+		prev, set := startup.TuneGC(ctx, tc.gogc)
+		got := debug.SetGCPercent(100)
+		cancel()
+		if set != tc.wantSet || (set && prev != 100) {
+			t.Errorf("TuneGC(%q) = %d, %v; want set=%v, previous 100", tc.gogc, prev, set, tc.wantSet)
+		}
+		if !set && got != 100 {
+			t.Errorf("TuneGC(%q) changed the target to %d", tc.gogc, got)
+		}
+		if set && (got < startup.GCPercent || got > 1000) {
+			t.Errorf("TuneGC(%q) set the target to %d, want %d..1000", tc.gogc, got, startup.GCPercent)
+		}
+	}
+}
+
+func TestGCTarget(t *testing.T) {
+	for _, tc := range []struct {
+		live uint64
+		want int
+	}{
+		{0, startup.GCPercent},          // unknown
+		{1 << 10, 1000},                 // capped
+		{16 << 20, 50},                  // the floor: 8 MiB of 16
+		{startup.MinGCHeadroom * 4, 25}, // where the floor stops
+		{1 << 30, startup.GCPercent},    // a large store
+	} {
+		if got := startup.GCTarget(tc.live); got != tc.want {
+			t.Errorf("GCTarget(%d) = %d, want %d", tc.live, got, tc.want)
 		}
 	}
 }
