@@ -1,6 +1,7 @@
 package etcd_test
 
 import (
+	"bytes"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -286,7 +287,7 @@ func TestEtcdImport(t *testing.T) {
 // memJournal is a store.Journal in memory, for values as a disk holds them.
 type memJournal struct{ m map[string][]byte }
 
-func (j *memJournal) Save(id string, v []byte) error { j.m[id] = v; return nil }
+func (j *memJournal) Save(id string, v []byte) error { j.m[id] = bytes.Clone(v); return nil }
 func (j *memJournal) Remove(id string) error         { delete(j.m, id); return nil }
 func (j *memJournal) RemoveAll() error               { clear(j.m); return nil }
 

@@ -1,6 +1,7 @@
 package startup_test
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"sync"
@@ -22,7 +23,7 @@ type collector struct {
 func (c *collector) Save(id string, value []byte) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.values[id] = value
+	c.values[id] = bytes.Clone(value) // the store reuses value
 	return nil
 }
 func (*collector) Remove(string) error { return nil }
