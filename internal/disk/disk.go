@@ -53,7 +53,12 @@ const formatVersion = "1"
 const maxBatch = 4096
 
 // releaseInterval is how often mapped pages are released (ReleaseMapped).
-const releaseInterval = 5 * time.Second
+// Every commit reads a few pages of the mapping (meta, branches, the leaf
+// it replaces), and the kernel maps each fault's neighbours with it (fault
+// around, 64 KiB): under 1000 pushes/s at 1M series the file's pages
+// filled the mapping, 100 MB of RSS, within 3 s. Released every second,
+// peak RSS during pushbench push at 1M series was 246 MB instead of 272.
+const releaseInterval = time.Second
 
 // Options configure the database.
 type Options struct {
