@@ -89,6 +89,25 @@ func TestDeb(t *testing.T) {
 	}
 
 	var uid string // of the first install, kept by the others
+	// reinstall installs deb over the package (what names the step in the
+	// messages): the changed conffile, the account and the data stay.
+	reinstall := func(deb debFile, what string) func(t *testing.T) {
+		return func(t *testing.T) {
+			args := readFile(t, defaultPath)
+			m.run(t, "dpkg", "-i", deb.path)
+			m.requireStatus(t, "ii", deb.version)
+			if got := readFile(t, defaultPath); got != args {
+				t.Errorf("%s replaced the changed conffile %s:\n%s", what, defaultPath, got)
+			}
+			if got := m.checkAccount(t); got != uid {
+				t.Errorf("uid of pushgate after %s: %s, was %s", what, got, uid)
+			}
+			m.checkLayout(t)
+			g := m.startGateway(t)
+			requireData(t, g)
+			g.stop(t)
+		}
+	}
 	steps := []struct {
 		name string
 		run  func(t *testing.T)
@@ -145,36 +164,8 @@ func TestDeb(t *testing.T) {
 				t.Errorf("uid of pushgate after dpkg -r: %s, was %s", got, uid)
 			}
 		}},
-		{"reinstall", func(t *testing.T) {
-			args := readFile(t, defaultPath)
-			m.run(t, "dpkg", "-i", first.path)
-			m.requireStatus(t, "ii", first.version)
-			if got := readFile(t, defaultPath); got != args {
-				t.Errorf("reinstalling replaced the changed conffile %s:\n%s", defaultPath, got)
-			}
-			if got := m.checkAccount(t); got != uid {
-				t.Errorf("uid of pushgate after reinstalling: %s, was %s", got, uid)
-			}
-			m.checkLayout(t)
-			g := m.startGateway(t)
-			requireData(t, g)
-			g.stop(t)
-		}},
-		{"upgrade", func(t *testing.T) {
-			args := readFile(t, defaultPath)
-			m.run(t, "dpkg", "-i", second.path)
-			m.requireStatus(t, "ii", second.version)
-			if got := readFile(t, defaultPath); got != args {
-				t.Errorf("the upgrade replaced the changed conffile %s:\n%s", defaultPath, got)
-			}
-			if got := m.checkAccount(t); got != uid {
-				t.Errorf("uid of pushgate after the upgrade: %s, was %s", got, uid)
-			}
-			m.checkLayout(t)
-			g := m.startGateway(t)
-			requireData(t, g)
-			g.stop(t)
-		}},
+		{"reinstall", reinstall(first, "reinstalling")},
+		{"upgrade", reinstall(second, "the upgrade")},
 		{"service", func(t *testing.T) {
 			if !m.systemd {
 				t.Skip("systemd is not running (no /run/systemd/system): the other steps ran the unit's command themselves")

@@ -36,15 +36,12 @@ type Binary struct {
 	Path string // absolute path of the executable
 }
 
-// missing skips tb, or fails it under CI=true, because an etcd binary is
-// not available.
+// missing skips tb, or fails it under CI=true (testenv.Missing), because an
+// etcd binary is not available.
 func missing(tb testing.TB, format string, args ...any) {
 	tb.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if testenv.InCI() {
-		tb.Fatalf("CI=true and etcd is missing: %s (install the Debian package %s, or set %s)", msg, aptPackage, EnvBinary)
-	}
-	tb.Skipf("etcd is missing: %s (install the Debian package %s, or set %s)", msg, aptPackage, EnvBinary)
+	testenv.Missing(tb, "etcd: %s (install the Debian package %s, or set %s)",
+		fmt.Sprintf(format, args...), aptPackage, EnvBinary)
 }
 
 // DefaultBinary returns the etcd that Start runs when Options.Binary is
