@@ -61,9 +61,3 @@ func xpow8(n uint64) uint32 {
 func crc32Combine(crcA, crcB, shift uint32) uint32 {
 	return mulMod(crcA, shift) ^ crcB
 }
-
-// CRC32Combine returns the CRC-32 (IEEE) of A‖B from crc(A), crc(B) and
-// the length of B.
-func CRC32Combine(crcA, crcB uint32, lenB uint64) uint32 {
-	return crc32Combine(crcA, crcB, xpow8(lenB))
-}

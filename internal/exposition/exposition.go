@@ -204,18 +204,13 @@ type plainBody struct {
 	scratch []byte
 }
 
-func (b *plainBody) text(f *family.Family) error {
-	var err error
-	if b.scratch, err = f.AppendText(b.scratch[:0]); err != nil {
-		return err
-	}
-	_, err = b.Write(b.scratch)
-	return err
-}
+func (b *plainBody) text(f *family.Family) error    { return b.decoded(f.AppendText) }
+func (b *plainBody) metrics(f *family.Family) error { return b.decoded(f.AppendMetrics) }
 
-func (b *plainBody) metrics(f *family.Family) error {
+// decoded writes a stored form, decoded into the scratch buffer.
+func (b *plainBody) decoded(appendTo func([]byte) ([]byte, error)) error {
 	var err error
-	if b.scratch, err = f.AppendMetrics(b.scratch[:0]); err != nil {
+	if b.scratch, err = appendTo(b.scratch[:0]); err != nil {
 		return err
 	}
 	_, err = b.Write(b.scratch)

@@ -21,8 +21,7 @@ import (
 var allAccepts = []string{"", acceptText, acceptProto, acceptOM, acceptTextUTF8, acceptProtoUTF8, prometheus3Accept}
 
 // checkGzipIdentity checks that for every format a gzip scrape decodes to
-// the identity scrape, byte for byte, and returns how many bytes the gzip
-// scrapes took.
+// the identity scrape, byte for byte.
 func checkGzipIdentity(t *testing.T, h *exposition.Handler) {
 	t.Helper()
 	for _, accept := range allAccepts {

@@ -211,10 +211,11 @@ func (f *Family) MetricsFragment() (*deflate.Fragment, error) {
 // GzipSize is the number of bytes the cached deflate fragments hold.
 func (f *Family) GzipSize() int {
 	n := 0
-	for _, p := range []*atomic.Pointer[deflate.Fragment]{&f.textGzip, &f.metricsGzip} {
-		if fr := p.Load(); fr != nil {
-			n += len(fr.Data)
-		}
+	if fr := f.textGzip.Load(); fr != nil {
+		n += len(fr.Data)
+	}
+	if fr := f.metricsGzip.Load(); fr != nil {
+		n += len(fr.Data)
 	}
 	return n
 }

@@ -45,6 +45,9 @@ func histograms(t *testing.T, reg prometheus.Gatherer, name string) map[string]*
 	return out
 }
 
+// Histograms is histograms, for the external tests.
+var Histograms = histograms
+
 func TestInstrumentScrape(t *testing.T) {
 	f := func(name string, h http.HandlerFunc, encoding, format string, size int) {
 		t.Helper()

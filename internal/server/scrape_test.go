@@ -46,30 +46,9 @@ func TestScrapeMetrics(t *testing.T) {
 		sent[r.key] += w.Body.Len()
 	}
 
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]map[string]*dto.Histogram{}
-	for _, mf := range mfs {
-		for _, m := range mf.GetMetric() {
-			if m.GetHistogram() == nil {
-				continue
-			}
-			var enc, format string
-			for _, l := range m.GetLabel() {
-				switch l.GetName() {
-				case "encoding":
-					enc = l.GetValue()
-				case "format":
-					format = l.GetValue()
-				}
-			}
-			if got[mf.GetName()] == nil {
-				got[mf.GetName()] = map[string]*dto.Histogram{}
-			}
-			got[mf.GetName()][enc+"/"+format] = m.GetHistogram()
-		}
+	for _, name := range []string{"pushgate_scrape_duration_seconds", "pushgate_scrape_size_bytes"} {
+		got[name] = server.Histograms(t, reg, name)
 	}
 	for _, name := range []string{"pushgate_scrape_duration_seconds", "pushgate_scrape_size_bytes"} {
 		if len(got[name]) != len(sent) {
