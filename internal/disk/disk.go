@@ -214,7 +214,7 @@ func guard(path string, err *error) func() {
 	return func() {
 		debug.SetPanicOnFault(old)
 		if r := recover(); r != nil {
-			*err = fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", path, r)
+			*err = corruptError(path, r)
 		}
 	}
 }
@@ -787,7 +787,7 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 	return d.db.View(func(tx *bolt.Tx) error {
 		return tx.Bucket(groupsBucket).ForEach(func(k, v []byte) error {
 			if err := fn(v); err != nil {
-				return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(k), d.offsetOf(base, v), err)
+				return d.valueError(base, k, v, err)
 			}
 			return nil
 		})
@@ -796,6 +796,17 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 
 // printableKey shortens a key for messages: a grouping key can be
 // megabytes long.
+// corruptError is the error of a walk over a file that bbolt found corrupt
+// (r is what it panicked with).
+func corruptError(path string, r any) error {
+	return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", path, r)
+}
+
+// valueError is the error of a stored value that failed to load.
+func (d *DB) valueError(base uintptr, k, v []byte, err error) error {
+	return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(k), d.offsetOf(base, v), err)
+}
+
 func printableKey(k []byte) string {
 	const maxLen = 200
 	if bytes.HasPrefix(k, []byte(hashedKeyPrefix)) {

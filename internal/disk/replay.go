@@ -1,7 +1,6 @@
 package disk
 
 import (
-	"fmt"
 	"runtime/debug"
 	"sync"
 
@@ -129,7 +128,7 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 			<-b.done
 			for i, v := range b.values {
 				if b.fault != nil && i == b.faultAt {
-					return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", d.path, b.fault)
+					return corruptError(d.path, b.fault)
 				}
 				err := b.errs[i]
 				if err == nil {
@@ -137,7 +136,7 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 				}
 				b.out[i] = *new(T) // applied: let it go with the store
 				if err != nil {
-					return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(b.keys[i]), d.offsetOf(base, v), err)
+					return d.valueError(base, b.keys[i], v, err)
 				}
 			}
 		}

@@ -26,6 +26,7 @@ import (
 	"github.com/pushgate/pushgate/internal/grouping"
 	"github.com/pushgate/pushgate/internal/push"
 	"github.com/pushgate/pushgate/internal/store"
+	"github.com/pushgate/pushgate/internal/store/storetest"
 )
 
 const protoContentType = `application/vnd.google.protobuf; proto=io.prometheus.client.MetricFamily; encoding=delimited`
@@ -50,11 +51,7 @@ func (s *fakeStore) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFa
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	// A copy: the handler reuses the messages once the store returns.
-	kept := make(map[string]*dto.MetricFamily, len(fams))
-	for name, mf := range fams {
-		kept[name] = proto.Clone(mf).(*dto.MetricFamily)
-	}
-	s.pushes = append(s.pushes, pushCall{key, kept, replace, expireAfter})
+	s.pushes = append(s.pushes, pushCall{key, storetest.CloneFamilies(fams), replace, expireAfter})
 	return s.err
 }
 

@@ -2,8 +2,11 @@ package startup_test
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
+	"runtime/metrics"
 	"testing"
+	"time"
 
 	"github.com/pushgate/pushgate/internal/startup"
 )
@@ -52,4 +55,33 @@ func TestGCTarget(t *testing.T) {
 			t.Errorf("GCTarget(%d) = %d, want %d", tc.live, got, tc.want)
 		}
 	}
+}
+
+// TestTuneGCRetunes: the target follows the live heap after a collection.
+// Not parallel, as above.
+func TestTuneGCRetunes(t *testing.T) {
+	defer debug.SetGCPercent(debug.SetGCPercent(100))
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	gogc := []metrics.Sample{{Name: "/gc/gogc:percent"}}
+	percent := func() int { metrics.Read(gogc); return int(gogc[0].Value.Uint64()) }
+	runtime.GC()
+	startup.TuneGC(ctx, "")
+	if got := percent(); got <= startup.GCPercent {
+		t.Fatalf("target %d with the test binary's small heap, want more than %d (the headroom floor)", got, startup.GCPercent)
+	}
+	// 64 MiB live is past the floor: a collection's retune must bring the
+	// target down to GCPercent.
+	ballast := make([][]byte, 64)
+	for i := range ballast {
+		ballast[i] = make([]byte, 1<<20)
+	}
+	for deadline := time.Now().Add(5 * time.Second); percent() != startup.GCPercent; {
+		if time.Now().After(deadline) {
+			t.Fatalf("target %d after collections with 64 MiB live, want %d", percent(), startup.GCPercent)
+		}
+		runtime.GC()
+		time.Sleep(10 * time.Millisecond)
+	}
+	runtime.KeepAlive(ballast)
 }

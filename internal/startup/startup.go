@@ -53,9 +53,7 @@ type Options struct {
 // Store is what restoring needs of the store (a *store.Store).
 type Store interface {
 	snapshot.Store
-	// Replay adds a group read back from the journal.
-	Replay(value []byte) error
-	// DecodeReplay and ApplyReplay are Replay in two halves; decoding
+	// DecodeReplay and ApplyReplay are store.Store.Replay in two halves; decoding
 	// may run concurrently (see disk.ForEachDecoded).
 	DecodeReplay(value []byte) (*store.Replayed, error)
 	ApplyReplay(r *store.Replayed) error

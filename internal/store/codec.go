@@ -310,13 +310,13 @@ func (bp *pool[T]) get() []T {
 	return nil
 }
 
-// put keeps b for a later get; b's elements are cleared, so that it holds
-// nothing alive.
+// put keeps b for a later get; b[:len(b)] is cleared, so that it holds
+// nothing alive (elements past len must be zero already).
 func (bp *pool[T]) put(b []T) {
 	var zero T
 	if cap(b)*int(unsafe.Sizeof(zero)) > maxPooledBytes {
 		return
 	}
-	clear(b[:cap(b)])
+	clear(b)
 	bp.p.Put(&b)
 }

@@ -52,20 +52,18 @@ type prepared struct {
 // longer used.
 func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.ValidationScheme, lim limits, now time.Time, labels []*dto.LabelPair) (*prepared, error) {
 	// Like the reference, timestamps are checked first, over the whole push.
+	series, pairs := 0, 0
 	for _, mf := range fams {
+		series += len(mf.Metric)
 		for _, m := range mf.Metric {
 			if m.TimestampMs != nil {
 				return nil, ErrTimestamp
 			}
+			pairs += len(m.Label)
 		}
 	}
 	names := make([]string, 0, len(fams))
-	series, pairs := 0, 0
-	for name, mf := range fams {
-		series += len(mf.Metric)
-		for _, m := range mf.Metric {
-			pairs += len(m.Label)
-		}
+	for name := range fams {
 		// The gateway's own timestamp families override pushed ones of
 		// that name (reference README, "About timestamps").
 		if name != PushTimeName && name != PushFailureName {

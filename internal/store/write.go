@@ -256,7 +256,7 @@ func (s *Store) commit(old, ng *Group, r *reservation) error {
 	if s.journal != nil {
 		value := appendGroup(s.values.get(), ng)
 		err := s.journal.Save(ng.Key.ID(), value)
-		s.values.put(value)
+		s.values.put(value[:0]) // bytes keep nothing alive: nothing to clear
 		if err != nil {
 			s.mu.Lock()
 			s.undoLocked(r)
