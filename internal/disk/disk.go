@@ -280,14 +280,23 @@ func (d *DB) ReleaseMapped() error {
 	if d.db == nil {
 		return d.unavailable()
 	}
-	fi, err := os.Stat(d.path)
-	if err != nil {
-		return err
-	}
-	// bbolt maps at least the file; the pages beyond the file are never
-	// resident, so the file size bounds what there is to drop.
-	pageSize := int64(d.db.Info().PageSize)
-	return dropMapped(d.db.Info().Data, int(fi.Size()/pageSize*pageSize))
+	return d.db.View(func(tx *bolt.Tx) error {
+		data, size := mappedSpan(tx)
+		return dropMapped(data, size)
+	})
+}
+
+// mappedSpan is the part of bbolt's mapping that holds the database's pages,
+// as seen by tx: its start and length. While tx is open bbolt cannot remap,
+// so the span stays valid until it ends.
+//
+// The length is the pages allocated so far, never the file's size: once
+// the file is past bbolt's AllocSize it grows the file AllocSize beyond its
+// mapping, and MADV_DONTNEED past the mapping's end would zero whatever
+// anonymous memory the process has mapped there (a C library arena took a
+// SIGSEGV from exactly that).
+func mappedSpan(tx *bolt.Tx) (uintptr, int) {
+	return tx.DB().Info().Data, int(tx.Size())
 }
 
 // CompactIfWasteful compacts the file if most of it is free pages. Call it
