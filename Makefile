@@ -4,6 +4,8 @@
 # package into dist/.
 
 GO        ?= go
+# bash, for pipefail: a test run piped into tee keeps go test's status.
+SHELL     := /bin/bash
 BINARY    ?= pushgate
 PKG       := github.com/prometheus/common/version
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
@@ -39,8 +41,12 @@ run: build
 
 test: lint unit fuzz
 
+# The log of the last `make unit`; after a failure .ci/failures repeats its
+# failures at the end, where CI's tail shows them.
+TESTLOG ?= $(or $(TMPDIR),/tmp)/pushgate-unit.log
+
 unit:
-	$(GO) test -race -count=1 -timeout 15m ./...
+	@set -o pipefail; $(GO) test -race -count=1 -timeout 15m ./... 2>&1 | tee $(TESTLOG) || { .ci/failures $(TESTLOG); exit 1; }
 	@set -e; for m in $(NESTED_MODULES); do echo "test $$m"; (cd $$m && $(GO) test -count=1 -timeout 10m ./...); done
 
 e2e:
