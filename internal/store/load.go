@@ -197,11 +197,12 @@ func (s *Store) addTimestamps(p *prepared, key grouping.Key, pushTime, failTime 
 	if at.IsZero() {
 		at = failTime
 	}
-	pt, pth, err := timestampFamily(key, PushTimeName, pushTimeHelp, pushTime, at)
+	labels := timestampLabels(key)
+	pt, pth, err := timestampFamily(labels, PushTimeName, pushTimeHelp, pushTime, at)
 	if err != nil {
 		return err
 	}
-	ft, fth, err := timestampFamily(key, PushFailureName, pushFailureHelp, failTime, at)
+	ft, fth, err := timestampFamily(labels, PushFailureName, pushFailureHelp, failTime, at)
 	if err != nil {
 		return err
 	}

@@ -369,26 +369,27 @@ func collected(name, labels string) string {
 	return fmt.Sprintf("collected metric %q %s", name, labels)
 }
 
+// timestampLabels are the labels of a group's timestamp families: its
+// grouping labels and, without an instance label, instance="".
+func timestampLabels(key grouping.Key) []*dto.LabelPair {
+	m := &dto.Metric{}
+	sanitizeLabels(m, key)
+	return m.Label
+}
+
 // timestampFamily builds push_time_seconds or push_failure_time_seconds for a
-// group; a zero t gives the value 0 ("never").
-func timestampFamily(key grouping.Key, name, help string, t, pushed time.Time) (*family.Family, uint64, error) {
+// group, whose timestampLabels are labels; a zero t gives the value 0
+// ("never").
+func timestampFamily(labels []*dto.LabelPair, name, help string, t, pushed time.Time) (*family.Family, uint64, error) {
 	var v float64
 	if !t.IsZero() {
 		v = float64(t.UnixNano()) / 1e9
 	}
-	m := &dto.Metric{Gauge: &dto.Gauge{Value: proto.Float64(v)}}
-	sanitizeLabels(m, key)
-	mf := &dto.MetricFamily{
-		Name:   proto.String(name),
-		Help:   proto.String(help),
-		Type:   dto.MetricType_GAUGE.Enum(),
-		Metric: []*dto.Metric{m},
-	}
-	f, err := family.New(mf, pushed)
+	f, err := family.NewGauge(name, help, labels, v, pushed)
 	if err != nil {
 		return nil, 0, err
 	}
-	return f, seriesHash(name, m.Label), nil
+	return f, seriesHash(name, labels), nil
 }
 
 // addTimestamps completes a prepared push with the group's timestamp

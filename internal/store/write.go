@@ -79,7 +79,8 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		}
 		return err
 	}
-	pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, now, now)
+	tsLabels := timestampLabels(key)
+	pushTime, pushTimeHash, err := timestampFamily(tsLabels, PushTimeName, pushTimeHelp, now, now)
 	if err != nil {
 		return err
 	}
@@ -89,7 +90,7 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 	var noFailure *family.Family
 	var noFailureHash uint64
 	if s.Group(key.ID()) == nil {
-		if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+		if noFailure, noFailureHash, err = timestampFamily(tsLabels, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
 			return err
 		}
 	}
@@ -107,7 +108,7 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		} else {
 			if noFailure == nil {
 				var err error
-				if noFailure, noFailureHash, err = timestampFamily(key, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
+				if noFailure, noFailureHash, err = timestampFamily(tsLabels, PushFailureName, pushFailureHelp, time.Time{}, now); err != nil {
 					return nil, err
 				}
 			}
@@ -274,12 +275,13 @@ func (s *Store) commit(old, ng *Group, r *reservation) error {
 // caller holds the group's key lock. Failing to record it is logged, not
 // returned: the push has failed already.
 func (s *Store) recordFailure(key grouping.Key, now time.Time) {
-	failure, failureHash, err := timestampFamily(key, PushFailureName, pushFailureHelp, now, now)
+	tsLabels := timestampLabels(key)
+	failure, failureHash, err := timestampFamily(tsLabels, PushFailureName, pushFailureHelp, now, now)
 	if err != nil {
 		s.logger.Error("record push failure", "grouping_key", key.String(), "err", err)
 		return
 	}
-	pushTime, pushTimeHash, err := timestampFamily(key, PushTimeName, pushTimeHelp, time.Time{}, now)
+	pushTime, pushTimeHash, err := timestampFamily(tsLabels, PushTimeName, pushTimeHelp, time.Time{}, now)
 	if err != nil {
 		s.logger.Error("record push failure", "grouping_key", key.String(), "err", err)
 		return
