@@ -56,8 +56,8 @@ func TestNewGaugeIsNew(t *testing.T) {
 		{"g", labels("a", "ünïcödé ☃"), 1e-300},
 		{"g", labels("a", "b"), math.MaxFloat64},
 		{"g", labels("a", string(bytes.Repeat([]byte("x"), 300))), 12345.678},
-		{"name.with.dots", labels("a", "b"), 1},    // escaped: New's path
-		{"g", labels("label.dotted", "b"), 2},      // escaped: New's path
+		{"name.with.dots", labels("a", "b"), 1}, // escaped: New's path
+		{"g", labels("label.dotted", "b"), 2},   // escaped: New's path
 		{"g", labels("a", "b", "c", "d", "e", "f"), 3},
 	} {
 		sameFamily(t, tc.name, "Help with \\ and \n.", tc.labels, tc.v)
