@@ -17,9 +17,10 @@ import (
 // TestPrometheusScrape lets a real Prometheus scrape the subject with
 // honor_labels: true (as the Pushgateway README recommends) and checks that
 // pushed series arrive with the job/instance labels of their grouping keys.
-// Prometheus asks for gzip, so this covers gzip scrapes: in the text format,
-// and in delimited protobuf, which it asks for once native histograms are
-// on; a pushed native histogram can only arrive that way.
+// Prometheus asks for gzip, so this covers gzip scrapes (the gateway's
+// scrape metrics must have counted one): in a text format, and in delimited
+// protobuf, which it asks for once native histograms are on; a pushed
+// native histogram can only arrive that way.
 func TestPrometheusScrape(t *testing.T) {
 	t.Parallel()
 	requireBinary(t, prometheusBin)
@@ -100,6 +101,7 @@ func testPrometheusScrape(t *testing.T, promFlags ...string) {
 				if upSeries[0].Metric["instance"] != g.addr {
 					t.Errorf("up has instance %q, want the scrape target %q", upSeries[0].Metric["instance"], g.addr)
 				}
+				checkGzipScrapes(t, g, protobuf)
 				return
 			}
 			last = fmt.Sprintf("records: %v, up: %v, native histogram arrived: %v", series, upSeries, nativeOK)
@@ -111,6 +113,43 @@ func testPrometheusScrape(t *testing.T, promFlags ...string) {
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
+}
+
+// checkGzipScrapes checks, by the gateway's own scrape metrics, that
+// Prometheus was answered with gzip, in delimited protobuf if protobuf.
+func checkGzipScrapes(t *testing.T, g *gateway, protobuf bool) {
+	t.Helper()
+	r := g.do(t, http.MethodGet, g.prefix+"/metrics", nil, nil)
+	mfs, err := parseText(r.body)
+	if err != nil {
+		t.Fatalf("scrape the gateway's own metrics: %v", err)
+	}
+	counts := map[string]uint64{} // format -> gzip scrapes
+	for _, m := range mfs["pushgate_scrape_duration_seconds"].GetMetric() {
+		if hasLabelValue(m, "encoding", "gzip") {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "format" {
+					counts[l.GetValue()] += m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+	}
+	got := counts["text"] + counts["openmetrics"]
+	if protobuf {
+		got = counts["protobuf"]
+	}
+	if got == 0 {
+		t.Errorf("no gzip scrape in the expected format (protobuf: %v) counted by the gateway; gzip scrapes by format: %v", protobuf, counts)
+	}
+}
+
+func hasLabelValue(m *dto.Metric, name, value string) bool {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue() == value
+		}
+	}
+	return false
 }
 
 type promSample struct {
