@@ -73,13 +73,17 @@ STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
 # The Debian package, dist/pushgate_<version>_<arch>.deb (packaging/nfpm.yaml;
 # packaging/deb_test.go installs it). nfpm runs from the module proxy at a
-# pinned version, like staticcheck, so the module does not depend on it.
-# DEB_VERSION is VERSION made a Debian version; DIST=/elsewhere and
-# DEB_VERSION=... may be set.
+# pinned version, like staticcheck, so the module does not depend on it;
+# it is built for this machine even when GOARCH names another, the one the
+# package is for (GOARCH=arm64 make deb). DEB_VERSION is VERSION made a
+# Debian version; DIST=/elsewhere and DEB_VERSION=... may be set.
 NFPM           ?= github.com/goreleaser/nfpm/v2/cmd/nfpm@v2.48.0
 DIST           ?= dist
 DEB_VERSION    ?= $(shell packaging/deb-version.sh '$(VERSION)' "$$(git rev-list --count HEAD 2>/dev/null)")
-DEB_ARCH       ?= $(shell $(GO) env GOARCH)
+# Go's name for the architecture, which nfpm turns into Debian's (386 ->
+# i386, arm7 -> armhf, arm5 -> armel, ...); 32-bit arm needs its GOARM
+# level for that, or the package would say "arm", which dpkg does not know.
+DEB_ARCH       ?= $(shell a=$$($(GO) env GOARCH); [ "$$a" = arm ] && a=arm$$($(GO) env GOARM | cut -c1); echo $$a)
 DEB_MAINTAINER ?= pushgate developers <packaging@pushgate.invalid>
 
 # One unit for both installs: contrib/pushgate.service names
@@ -97,7 +101,7 @@ deb: build
 		{ echo 'deb: ExecStart of contrib/pushgate.service is not /usr/local/bin/pushgate'; exit 1; }
 	DEB_VERSION='$(DEB_VERSION)' DEB_ARCH='$(DEB_ARCH)' DEB_MAINTAINER='$(DEB_MAINTAINER)' \
 	DEB_BINARY='$(BINARY)' DEB_UNIT='$(DIST)/.deb/pushgate.service' \
-		GOFLAGS= $(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
+		GOFLAGS= GOOS= GOARCH= GOARM= $(GO) run $(NFPM) package --config packaging/nfpm.yaml --packager deb --target $(DIST)/
 	rm -r $(DIST)/.deb
 
 lint:

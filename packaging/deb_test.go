@@ -688,12 +688,13 @@ func unitBody(unit string) string {
 }
 
 type debFile struct {
-	path, version string
+	path, version, arch string
 }
 
-// makeDeb runs `make deb` with DIST=dist and, unless empty, DEB_VERSION, and
-// checks the name of the one package it makes.
-func makeDeb(t *testing.T, dist, version string) debFile {
+// makeDeb runs `make deb` with DIST=dist and, unless empty, DEB_VERSION, in
+// this environment with env added (e.g. GOARCH=arm), and checks the name of
+// the one package it makes.
+func makeDeb(t *testing.T, dist, version string, env ...string) debFile {
 	t.Helper()
 	args := []string{"-C", "..", "deb", "DIST=" + dist, "BINARY=" + filepath.Join(dist, "pushgate")}
 	if version != "" {
@@ -706,6 +707,7 @@ func makeDeb(t *testing.T, dist, version string) debFile {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
+	cmd.Env = append(cmd.Env, env...)
 	start := time.Now()
 	out, err := cmd.CombinedOutput()
 	if err != nil {
@@ -723,11 +725,11 @@ func makeDeb(t *testing.T, dist, version string) debFile {
 		}
 		return strings.TrimSpace(string(b))
 	}
-	d := debFile{path: debs[0], version: field("Version")}
+	d := debFile{path: debs[0], version: field("Version"), arch: field("Architecture")}
 	if version != "" && d.version != version {
 		t.Errorf("version %s, want DEB_VERSION %s", d.version, version)
 	}
-	if want := fmt.Sprintf("pushgate_%s_%s.deb", d.version, field("Architecture")); filepath.Base(d.path) != want {
+	if want := fmt.Sprintf("pushgate_%s_%s.deb", d.version, d.arch); filepath.Base(d.path) != want {
 		t.Errorf("package %s, want %s", filepath.Base(d.path), want)
 	}
 	return d
