@@ -517,6 +517,7 @@ func TestRefusedValues(t *testing.T) {
 		"replicas-without-etcd.bad.yaml":   "replicaCount is 3 but etcd.endpoints is empty",
 		"basic-auth-users.bad.yaml":        "webConfiguration.basicAuthUsers (plain passwords, hashed at every rendering) is not supported",
 		"chart-flag-in-extraargs.bad.yaml": "extraArgs: --storage.path is set by the chart",
+		"basic-auth-probe.bad.yaml":        "webConfiguration.config.basic_auth_users guards /-/ready too: the readiness probe the chart would add gets 401",
 	} {
 		t.Run(file, func(t *testing.T) {
 			path := filepath.Join("testdata", file)

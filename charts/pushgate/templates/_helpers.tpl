@@ -137,10 +137,17 @@ import; an empty one imports nothing. */}}
 {{- end }}
 {{- end }}
 
-{{/* A probe: the user's handler, or httpGet on path under the route prefix. */}}
+{{/*
+A probe: the user's handler, or httpGet on path under the route prefix,
+which the web config's basic auth would answer with 401: refused then,
+rather than a pod that never gets ready.
+*/}}
 {{- define "pushgate.probe" -}}
 {{- $probe := deepCopy (.probe | default dict) -}}
 {{- if not (or $probe.httpGet $probe.tcpSocket $probe.exec $probe.grpc) -}}
+{{- if (.root.Values.webConfiguration.config | default dict).basic_auth_users -}}
+{{- fail (printf "webConfiguration.config.basic_auth_users guards %s too: the %s probe the chart would add gets 401, and the pod would never be ready or be restarted. Give %s.probe a handler of its own (tcpSocket: {port: http}, or an httpGet with an Authorization header), disable it, or authenticate with accessConfig, which leaves the probes open" .path .name .name) -}}
+{{- end -}}
 {{- $path := printf "%s%s" (include "pushgate.routePrefix" .root) .path -}}
 {{- $_ := set $probe "httpGet" (dict "path" $path "port" "http" "scheme" (ternary "HTTPS" "HTTP" .root.Values.webConfiguration.tls)) -}}
 {{- end -}}
@@ -205,11 +212,11 @@ spec:
           protocol: TCP
       {{- if .Values.liveness.enabled }}
       livenessProbe:
-        {{- include "pushgate.probe" (dict "root" . "probe" .Values.liveness.probe "path" "/-/healthy") | nindent 8 }}
+        {{- include "pushgate.probe" (dict "root" . "name" "liveness" "probe" .Values.liveness.probe "path" "/-/healthy") | nindent 8 }}
       {{- end }}
       {{- if .Values.readiness.enabled }}
       readinessProbe:
-        {{- include "pushgate.probe" (dict "root" . "probe" .Values.readiness.probe "path" "/-/ready") | nindent 8 }}
+        {{- include "pushgate.probe" (dict "root" . "name" "readiness" "probe" .Values.readiness.probe "path" "/-/ready") | nindent 8 }}
       {{- end }}
       {{- with .Values.lifecycle }}
       lifecycle:
