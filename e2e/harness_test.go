@@ -551,6 +551,16 @@ func normalize(mfs map[string]*dto.MetricFamily, opts *normOpts) string {
 	return sb.String()
 }
 
+// labelValue is the value of m's label name, "" if it has none.
+func labelValue(m *dto.Metric, name string) string {
+	for _, l := range m.GetLabel() {
+		if l.GetName() == name {
+			return l.GetValue()
+		}
+	}
+	return ""
+}
+
 func hasLabel(m *dto.Metric, name string) bool {
 	for _, l := range m.GetLabel() {
 		if l.GetName() == name {

@@ -126,12 +126,8 @@ func checkGzipScrapes(t *testing.T, g *gateway, protobuf bool) {
 	}
 	counts := map[string]uint64{} // format -> gzip scrapes
 	for _, m := range mfs["pushgate_scrape_duration_seconds"].GetMetric() {
-		if hasLabelValue(m, "encoding", "gzip") {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "format" {
-					counts[l.GetValue()] += m.GetHistogram().GetSampleCount()
-				}
-			}
+		if labelValue(m, "encoding") == "gzip" {
+			counts[labelValue(m, "format")] += m.GetHistogram().GetSampleCount()
 		}
 	}
 	got := counts["text"] + counts["openmetrics"]
@@ -141,15 +137,6 @@ func checkGzipScrapes(t *testing.T, g *gateway, protobuf bool) {
 	if got == 0 {
 		t.Errorf("no gzip scrape in the expected format (protobuf: %v) counted by the gateway; gzip scrapes by format: %v", protobuf, counts)
 	}
-}
-
-func hasLabelValue(m *dto.Metric, name, value string) bool {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue() == value
-		}
-	}
-	return false
 }
 
 type promSample struct {

@@ -399,15 +399,6 @@ func checkLogs(t *testing.T, reps []*replica, job string, logs []*groupLog) {
 	}
 }
 
-func labelValue(m *dto.Metric, name string) string {
-	for _, l := range m.GetLabel() {
-		if l.GetName() == name {
-			return l.GetValue()
-		}
-	}
-	return ""
-}
-
 // ---------------------------------------------------------------------------
 // Scenarios.
 

@@ -803,8 +803,6 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 	})
 }
 
-// printableKey shortens a key for messages: a grouping key can be
-// megabytes long.
 // corruptError is the error of a walk over a file that bbolt found corrupt
 // (r is what it panicked with).
 func corruptError(path string, r any) error {
@@ -816,6 +814,8 @@ func (d *DB) valueError(base uintptr, k, v []byte, err error) error {
 	return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(k), d.offsetOf(base, v), err)
 }
 
+// printableKey shortens a key for messages: a grouping key can be
+// megabytes long.
 func printableKey(k []byte) string {
 	const maxLen = 200
 	if bytes.HasPrefix(k, []byte(hashedKeyPrefix)) {

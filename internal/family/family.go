@@ -285,10 +285,17 @@ func NeedsEscaping(mf *dto.MetricFamily) bool {
 		return true
 	}
 	for _, m := range mf.Metric {
-		for _, lp := range m.Label {
-			if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
-				return true
-			}
+		if labelsNeedEscaping(m.Label) {
+			return true
+		}
+	}
+	return false
+}
+
+func labelsNeedEscaping(labels []*dto.LabelPair) bool {
+	for _, lp := range labels {
+		if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
+			return true
 		}
 	}
 	return false

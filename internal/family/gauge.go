@@ -21,7 +21,7 @@ import (
 // series. The bytes are New's (TestNewGaugeIsNew, FuzzNewGauge); names
 // that need escaping go through New.
 func NewGauge(name, help string, labels []*dto.LabelPair, v float64, t time.Time) (*Family, error) {
-	if !legacyNames(name, labels) {
+	if !model.LegacyValidation.IsValidMetricName(name) || labelsNeedEscaping(labels) {
 		return New(&dto.MetricFamily{
 			Name:   proto.String(name),
 			Help:   proto.String(help),
@@ -39,7 +39,7 @@ func NewGauge(name, help string, labels []*dto.LabelPair, v float64, t time.Time
 	// even when empty or zero, as proto.Marshal does.
 	metric := 0
 	for _, lp := range labels {
-		metric += sizeBytes(1, sizeBytes(1, len(lp.GetName()))+sizeBytes(2, len(lp.GetValue())))
+		metric += sizeBytes(1, labelPairSize(lp))
 	}
 	const gaugeLen = 1 + 8 // tag, fixed64
 	metric += sizeBytes(2, gaugeLen)
@@ -47,7 +47,7 @@ func NewGauge(name, help string, labels []*dto.LabelPair, v float64, t time.Time
 	b = protowire.AppendVarint(b, uint64(metric))
 	for _, lp := range labels {
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
-		b = protowire.AppendVarint(b, uint64(sizeBytes(1, len(lp.GetName()))+sizeBytes(2, len(lp.GetValue()))))
+		b = protowire.AppendVarint(b, uint64(labelPairSize(lp)))
 		b = protowire.AppendTag(b, 1, protowire.BytesType)
 		b = protowire.AppendString(b, lp.GetName())
 		b = protowire.AppendTag(b, 2, protowire.BytesType)
@@ -91,16 +91,9 @@ func sizeBytes(num protowire.Number, n int) int {
 	return protowire.SizeTag(num) + protowire.SizeBytes(n)
 }
 
-func legacyNames(name string, labels []*dto.LabelPair) bool {
-	if !model.LegacyValidation.IsValidMetricName(name) {
-		return false
-	}
-	for _, lp := range labels {
-		if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
-			return false
-		}
-	}
-	return true
+// labelPairSize is the encoded size of a LabelPair message.
+func labelPairSize(lp *dto.LabelPair) int {
+	return sizeBytes(1, len(lp.GetName())) + sizeBytes(2, len(lp.GetValue()))
 }
 
 // labelValueEscaper escapes a label value as the text format does.
