@@ -1,15 +1,17 @@
-// Package disk keeps the durable copy of the store in an embedded bbolt
-// database (go.etcd.io/bbolt): one key per group, holding the store's
+// Package disk keeps the durable copy of the store: a write-ahead log of
+// our own (log.go) in front of an embedded bbolt database
+// (go.etcd.io/bbolt) with one key per group, holding the store's
 // checksummed encoding of it. bbolt writes copy-on-write pages and switches
 // to a new root with one meta page write, so a crash at any moment leaves
 // the last committed state, never a torn one; its meta pages are
-// checksummed, our values are too.
+// checksummed, our values and log records are too.
 //
 // Writes are group-committed by a single committer goroutine: a write that
-// arrives while a commit (and its fsync) runs joins the next one, so
-// concurrent pushes share fsyncs without an artificial delay, and a push is
-// acknowledged only after its commit returned. A write that bbolt refuses
-// by itself fails alone; the others of its commit are committed without it.
+// arrives while a commit (an append to the log and its fdatasync) runs
+// joins the next one, so concurrent pushes share syncs without an
+// artificial delay, and a push is acknowledged only after its commit
+// returned. A write that bbolt would refuse by itself fails alone; the
+// others of its commit are committed without it.
 //
 // A group ID longer than bbolt's largest key (MaxKeySize, 32 KiB) is stored
 // under a hash of it (see boltKey); the value holds the full grouping key.
@@ -17,7 +19,9 @@ package disk
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -52,14 +56,6 @@ const formatVersion = "1"
 // maxBatch bounds how many writes share one commit.
 const maxBatch = 4096
 
-// releaseInterval is how often mapped pages are released (ReleaseMapped).
-// Every commit reads a few pages of the mapping (meta, branches, the leaf
-// it replaces), and the kernel maps each fault's neighbours with it (fault
-// around, 64 KiB): under 1000 pushes/s at 1M series the file's pages
-// filled the mapping, 100 MB of RSS, within 3 s. Released every second,
-// peak RSS during pushbench push at 1M series was 246 MB instead of 272.
-const releaseInterval = time.Second
-
 // Options configure the database.
 type Options struct {
 	// ProbeInterval is how often a failing database is probed for
@@ -68,8 +64,11 @@ type Options struct {
 	// CompactInterval is how often the file is checked for compaction
 	// (--persistence.interval); 0 means only at Open.
 	CompactInterval time.Duration
-	Logger          *slog.Logger
-	Registerer      prometheus.Registerer
+	// CheckpointInterval is how long writes stay only in the log before
+	// they are moved into the database file; 0 means 1s.
+	CheckpointInterval time.Duration
+	Logger             *slog.Logger
+	Registerer         prometheus.Registerer
 }
 
 // DB is the durable copy of the groups. Its methods are safe for concurrent use.
@@ -104,6 +103,45 @@ type DB struct {
 	failure atomic.Pointer[error]
 	// lastCompaction is the Unix time in nanoseconds of the last compaction.
 	lastCompaction atomic.Int64
+
+	// log is the committer's: no other goroutine touches it.
+	log             *logState
+	checkpointEvery time.Duration
+	// replay is what the log files held beyond the database file at Open,
+	// until the committer writes it into the file (settle); nil after
+	// that. Reads merge it. Guarded by dbMu.
+	replay *replayed
+}
+
+// logState is the committer's view of the log.
+type logState struct {
+	*logFiles
+	seq uint64 // the last sequence number given out
+	// pending is where the latest change of each group is in the current
+	// file: the changes a checkpoint of it moves into the database.
+	pending map[string]span
+	since   time.Time // when pending got its first change
+	buf     []byte    // the records of a commit, reused
+	// broken is the error of an append that failed: the log is emptied
+	// into the database (flush) before it takes another record.
+	broken error
+	// running is the checkpoint of the other file, on its own goroutine;
+	// failed is one that failed, retried before anything else. While
+	// either is set, the current file cannot be rotated.
+	running, failed *checkpoint
+}
+
+// span locates a value in a log file; n < 0 marks a deletion.
+type span struct{ off, n int64 }
+
+// checkpoint moves the pending changes of a log file into the database,
+// then empties the file.
+type checkpoint struct {
+	file    int
+	size    int64
+	pending map[string]span
+	last    uint64 // sequence number of the file's last record
+	done    chan error
 }
 
 type op int
@@ -114,7 +152,12 @@ const (
 	opDeleteAll
 	opProbe
 	opImport
+	opFlush // bring the database file up to date with the log
 )
+
+// logged reports whether a write goes through the log; the others are
+// rare and go to the database directly, after the log was flushed into it.
+func (o op) logged() bool { return o == opPut || o == opDelete }
 
 type request struct {
 	op    op
@@ -130,6 +173,7 @@ type request struct {
 
 type metrics struct {
 	commitDuration     prometheus.Histogram
+	checkpointDuration prometheus.Histogram
 	batchSize          prometheus.Histogram
 	failures           prometheus.Counter
 	compactionDuration prometheus.Gauge
@@ -152,6 +196,18 @@ func Open(dir string, opts Options) (*DB, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
+	logs, contents, err := openLogs(dir)
+	if err != nil {
+		return nil, errors.Join(err, db.Close())
+	}
+	applied, err := appliedSeq(db)
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("read storage %s: %w", path, err), logs.close(), db.Close())
+	}
+	replay := readLogs(contents, applied)
+	if replay.ignored != "" {
+		logger.Info("ignored the unfinished end of the storage log, a write that was never acknowledged", "dir", dir, "ignored", replay.ignored)
+	}
 	d := &DB{
 		db:         db,
 		open:       openBolt,
@@ -160,11 +216,17 @@ func Open(dir string, opts Options) (*DB, error) {
 		reqs:       make(chan *request, maxBatch),
 		compactReq: make(chan chan error),
 		stop:       make(chan struct{}),
+		log:        &logState{logFiles: logs, seq: replay.last, pending: map[string]span{}},
+
+		checkpointEvery: cmp.Or(opts.CheckpointInterval, checkpointInterval),
+	}
+	if len(replay.changes) > 0 || len(contents[0]) > 0 || len(contents[1]) > 0 {
+		d.replay = &replay
 	}
 	d.metrics = d.newMetrics(opts.Registerer)
 	// A compaction that crashed before its rename left only a temporary file.
 	if err := os.Remove(path + compactSuffix); err != nil && !errors.Is(err, os.ErrNotExist) {
-		return nil, errors.Join(fmt.Errorf("remove stale compaction file: %w", err), db.Close())
+		return nil, errors.Join(fmt.Errorf("remove stale compaction file: %w", err), logs.close(), db.Close())
 	}
 	probe := opts.ProbeInterval
 	if probe <= 0 {
@@ -273,12 +335,25 @@ const (
 )
 
 // ReleaseMapped drops the file's pages from the process's resident memory
-// (see dropMapped); call it after reading everything at start.
+// (see dropMapped); call it after reading everything at start. The
+// committer does it after each write to the file: a write reads a few
+// pages of the mapping (meta, branches, the leaves it replaces), and the
+// kernel maps each fault's neighbours with it (fault around, 64 KiB), so
+// under steady pushes at 1M series the file's pages would fill the
+// mapping, 100 MB of RSS, within seconds.
 func (d *DB) ReleaseMapped() error {
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
 	if d.db == nil {
 		return d.unavailable()
+	}
+	return d.releaseLocked()
+}
+
+// releaseLocked is ReleaseMapped for a caller that holds dbMu.
+func (d *DB) releaseLocked() error {
+	if d.db == nil {
+		return nil
 	}
 	return d.db.View(func(tx *bolt.Tx) error {
 		data, size := mappedSpan(tx)
@@ -299,9 +374,9 @@ func mappedSpan(tx *bolt.Tx) (uintptr, int) {
 	return tx.DB().Info().Data, int(tx.Size())
 }
 
-// CompactIfWasteful compacts the file if most of it is free pages. Call it
-// after the stored data was read successfully, never before: compacting
-// replaces the file.
+// CompactIfWasteful writes what the storage log holds into the file, then
+// compacts the file if most of it is free pages. Call it after the stored
+// data was read successfully, never before: both write the file.
 func (d *DB) CompactIfWasteful() error {
 	done := make(chan error, 1)
 	select {
@@ -439,8 +514,13 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		commitDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushgate_storage_commit_duration_seconds",
-			Help:    "Duration of storage commits, including fsync.",
+			Help:    "Duration of storage commits (an append to the storage log, or a direct write to the database file), including fsync.",
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 14),
+		}),
+		checkpointDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:    "pushgate_storage_checkpoint_duration_seconds",
+			Help:    "Duration of checkpoints, which move the latest changes from the storage log into the database file.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14),
 		}),
 		batchSize: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "pushgate_storage_commit_batch_size",
@@ -457,7 +537,7 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.commitDuration, m.batchSize, m.failures, m.compactionDuration,
+		reg.MustRegister(m.commitDuration, m.checkpointDuration, m.batchSize, m.failures, m.compactionDuration,
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pushgate_storage_last_compaction_timestamp_seconds",
 				Help: "Unix time of the last compaction of the storage file; 0 if none ran.",
@@ -469,13 +549,15 @@ func (d *DB) newMetrics(reg prometheus.Registerer) *metrics {
 			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pushgate_storage_bytes",
-				Help: "Size of the storage file on disk.",
+				Help: "Size of the storage files on disk: the database file and the storage log.",
 			}, func() float64 {
-				fi, err := os.Stat(d.path)
-				if err != nil {
-					return 0
+				var n int64
+				for _, name := range append([]string{FileName}, LogFileNames[:]...) {
+					if fi, err := os.Stat(filepath.Join(filepath.Dir(d.path), name)); err == nil {
+						n += fi.Size()
+					}
 				}
-				return float64(fi.Size())
+				return float64(n)
 			}),
 			prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 				Name: "pushgate_storage_healthy",
@@ -573,10 +655,8 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 		defer t.Stop()
 		compact = t.C
 	}
-	// Writes read the pages of the values they replace through the
-	// mapping; release them regularly so they do not add up to the file.
-	release := time.NewTicker(releaseInterval)
-	defer release.Stop()
+	tick := time.NewTicker(d.checkpointEvery)
+	defer tick.Stop()
 	batch := make([]*request, 0, maxBatch)
 	stopping := false
 	for {
@@ -587,14 +667,13 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 			case r := <-d.reqs:
 				batch = append(batch[:0], r)
 			default:
+				d.finish()
 				return
 			}
 		} else {
 			select {
-			case <-release.C:
-				if err := d.ReleaseMapped(); err != nil {
-					d.logger.Debug("release mapped pages", "file", d.path, "err", err)
-				}
+			case <-tick.C:
+				d.tick()
 				continue
 			case <-compact:
 				if err := d.maybeCompact(); err != nil {
@@ -602,7 +681,13 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 				}
 				continue
 			case done := <-d.compactReq:
-				done <- d.maybeCompact()
+				// Asked for after a successful read: the file is to
+				// hold every write before it is measured.
+				err := d.flush()
+				if err == nil {
+					err = d.maybeCompact()
+				}
+				done <- err
 				continue
 			case r := <-d.reqs:
 				batch = append(batch[:0], r)
@@ -625,94 +710,452 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 	}
 }
 
-// commitBatch commits the requests, answers each, and updates the health.
+// commitBatch commits the requests in their order, answers each, and
+// updates the health: runs of puts and deletes as one append to the log,
+// the others one by one.
 func (d *DB) commitBatch(batch []*request) {
 	if err := d.ensureOpen(); err != nil {
-		d.metrics.failures.Inc()
-		d.setFailure(err)
-		for _, r := range batch {
-			r.done <- err
-		}
+		d.fail(batch, err)
 		return
 	}
-	committed, err := d.commit(batch)
-	switch {
-	case err != nil:
-		d.setFailure(err)
-	case committed:
-		d.setFailure(nil)
+	for len(batch) > 0 {
+		n := 0
+		for n < len(batch) && batch[n].op.logged() {
+			n++
+		}
+		if n > 0 {
+			d.logBatch(batch[:n])
+			batch = batch[n:]
+			continue
+		}
+		d.direct(batch[0])
+		batch = batch[1:]
 	}
-	// Else every write was refused by itself: that says nothing about the
-	// storage.
 }
 
-// commit commits the requests in one transaction if it can and answers
-// each. It reports whether a transaction committed, and the error of the
-// first commit that failed.
-//
-// If the transaction of several writes fails, for whatever reason, each
-// is retried alone, so that no write fails because of another one: a
-// write that bbolt refuses by itself (apply's error, such as a value over
-// its size limit) fails alone and says nothing about the storage; a commit
-// that fails (a full, read-only or failing disk, or one value too large
-// for the space left) does.
-func (d *DB) commit(batch []*request) (committed bool, failure error) {
-	refused, err := d.update(batch)
-	switch {
-	case err == nil:
-		for _, r := range batch {
-			r.done <- nil
+// fail answers the requests with err, a failure of the storage.
+func (d *DB) fail(batch []*request, err error) {
+	d.metrics.failures.Inc()
+	d.setFailure(err)
+	for _, r := range batch {
+		r.done <- err
+	}
+}
+
+// logBatch appends the puts and deletes to the log in one write and one
+// sync, and answers them.
+func (d *DB) logBatch(batch []*request) {
+	start := time.Now()
+	l := d.log
+	if err := d.settle(); err != nil {
+		d.fail(batch, err)
+		return
+	}
+	if l.broken != nil {
+		if err := d.flush(); err != nil {
+			d.fail(batch, err)
+			return
 		}
-		return true, nil
-	case len(batch) > 1:
-		for _, r := range batch {
-			ok, err := d.commit([]*request{r})
-			committed = committed || ok
-			if failure == nil {
-				failure = err
+	}
+	if err := d.collect(false); err != nil {
+		d.fail(batch, err)
+		return
+	}
+	type logged struct {
+		r       *request
+		valueAt int
+	}
+	buf := l.buf[:0]
+	written := make([]logged, 0, len(batch))
+	seq := l.seq
+	for _, r := range batch {
+		if err := refused(r); err != nil {
+			r.done <- fmt.Errorf("write to %s: %w", d.path, err)
+			continue
+		}
+		seq++
+		var valueAt int
+		buf, valueAt = appendRecord(buf, seq, r.op, r.key, r.value)
+		written = append(written, logged{r, valueAt})
+	}
+	if len(written) == 0 {
+		return
+	}
+	base := l.size
+	err := l.append(buf)
+	// Numbers of a failed append are not given out again: its records may
+	// be on disk after all, and the flush that must come first records
+	// them as applied, so that they are never replayed.
+	l.seq = seq
+	if cap(buf) <= 4<<20 {
+		l.buf = buf
+	} else {
+		l.buf = nil // a huge push's buffer is not kept for the small ones
+	}
+	if err != nil {
+		l.broken = err
+		rs := make([]*request, len(written))
+		for i, w := range written {
+			rs[i] = w.r
+		}
+		d.fail(rs, err)
+		return
+	}
+	if len(l.pending) == 0 {
+		l.since = start
+	}
+	for _, w := range written {
+		sp := span{off: base + int64(w.valueAt), n: int64(len(w.r.value))}
+		if w.r.op == opDelete {
+			sp = span{n: -1}
+		}
+		l.pending[string(w.r.key)] = sp
+		w.r.done <- nil
+	}
+	d.metrics.commitDuration.Observe(time.Since(start).Seconds())
+	d.metrics.batchSize.Observe(float64(len(written)))
+	d.setFailure(nil)
+	if l.size >= checkpointBytes || time.Since(l.since) >= d.checkpointEvery {
+		d.rotate()
+	}
+}
+
+// refused is the error bbolt would give the write by itself, checked
+// before the write is logged: a checkpoint must never fail on one value.
+func refused(r *request) error {
+	switch {
+	case len(r.key) == 0:
+		return bolterrors.ErrKeyRequired
+	case len(r.key) > bolt.MaxKeySize:
+		return bolterrors.ErrKeyTooLarge
+	case len(r.value) > bolt.MaxValueSize:
+		return bolterrors.ErrValueTooLarge
+	}
+	return nil
+}
+
+// rotate starts the checkpoint of the current log file on its own
+// goroutine and continues in the other one, unless a checkpoint is still
+// running or failed (then the current file goes on growing).
+func (d *DB) rotate() {
+	l := d.log
+	if l.running != nil || l.failed != nil || len(l.pending) == 0 {
+		return
+	}
+	c := &checkpoint{file: l.cur, size: l.size, pending: l.pending, last: l.seq, done: make(chan error, 1)}
+	// The other file is empty: its checkpoint, which emptied it, ended.
+	l.cur, l.size, l.pending = 1-l.cur, 0, map[string]span{}
+	l.running = c
+	go func() { c.done <- d.runCheckpoint(c) }()
+}
+
+// tick runs every checkpointEvery on the committer: it notices a failed
+// checkpoint and checkpoints changes that waited long enough.
+func (d *DB) tick() {
+	d.dbMu.RLock()
+	unsettled := d.replay != nil
+	d.dbMu.RUnlock()
+	if unsettled {
+		return
+	}
+	if err := d.collect(false); err != nil {
+		d.metrics.failures.Inc()
+		d.setFailure(err)
+		return
+	}
+	if l := d.log; len(l.pending) > 0 && time.Since(l.since) >= d.checkpointEvery {
+		d.rotate()
+	}
+}
+
+// collect takes the outcome of the running checkpoint, waiting for it if
+// block, and retries a failed checkpoint.
+func (d *DB) collect(block bool) error {
+	l := d.log
+	if c := l.running; c != nil {
+		var err error
+		if block {
+			err = <-c.done
+		} else {
+			select {
+			case err = <-c.done:
+			default:
+				return nil
 			}
 		}
-		return committed, failure
-	case refused:
-		batch[0].done <- fmt.Errorf("write to %s: %w", d.path, err)
-		return false, nil
+		l.running = nil
+		if err != nil {
+			l.failed = c
+		}
 	}
-	err = fmt.Errorf("commit to %s: %w", d.path, err)
-	batch[0].done <- err
-	return false, err
+	if c := l.failed; c != nil {
+		if err := d.runCheckpoint(c); err != nil {
+			return err
+		}
+		l.failed = nil
+	}
+	return nil
 }
 
-// update applies the requests in one transaction and commits it. refused
-// reports that a request failed, and so nothing was committed.
-func (d *DB) update(batch []*request) (refused bool, err error) {
+// runCheckpoint moves the changes of c's file into the database and
+// empties the file. It runs on the committer or, for rotate, on its own
+// goroutine: it touches only c's file, never the current one.
+func (d *DB) runCheckpoint(c *checkpoint) error {
+	if err := d.ensureOpen(); err != nil {
+		return err
+	}
+	f := d.log.files[c.file]
+	keys := make([]string, 0, len(c.pending))
+	for k := range c.pending {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	err := d.applyChunked(keys, func(k string) int64 { return c.pending[k].n }, func(k string, dst []byte) ([]byte, error) {
+		sp := c.pending[k]
+		if sp.n < 0 {
+			return nil, nil
+		}
+		if _, err := f.ReadAt(dst, sp.off); err != nil {
+			return nil, fmt.Errorf("read storage log %s: %w", f.Name(), err)
+		}
+		return dst, nil
+	}, c.last, c.done != nil)
+	if err != nil {
+		return err
+	}
+	return d.log.empty(c.file, false)
+}
+
+// checkpointChunk bounds the bytes of values one checkpoint transaction
+// writes. bbolt builds each page it writes in a heap buffer of its own
+// until the commit, so a second of changes at 1M series in one transaction
+// held some 20 MB, and the log's values read for it as many again. Only the
+// last chunk records the log as applied: after a crash between chunks the
+// whole log is replayed, which leaves every group at its latest value all
+// the same.
+const checkpointChunk = 512 << 10
+
+// applyChunked writes the changes of keys, in order, into the database in
+// transactions of about checkpointChunk bytes, and then records last as the
+// log's last applied record. size is a key's value size (< 0: a deletion);
+// value returns its value (nil: a deletion), read into dst, which has that
+// size, if it must be read.
+func (d *DB) applyChunked(keys []string, size func(string) int64, value func(k string, dst []byte) ([]byte, error), last uint64, pace bool) error {
 	start := time.Now()
+	var buf []byte
+	for i := 0; i == 0 || i < len(keys); {
+		j, n := i, int64(0)
+		for j < len(keys) && (j == i || n+max(size(keys[j]), 0) <= checkpointChunk) {
+			n += max(size(keys[j]), 0)
+			j++
+		}
+		if int64(cap(buf)) < n {
+			buf = make([]byte, n)
+		}
+		ch := make(changes, j-i)
+		off := int64(0)
+		for _, k := range keys[i:j] {
+			sz := max(size(k), 0)
+			v, err := value(k, buf[off:off+sz:off+sz])
+			if err != nil {
+				return err
+			}
+			ch[k] = v
+			off += sz
+		}
+		final := j == len(keys)
+		chunkStart := time.Now()
+		if err := d.applyChanges(keys[i:j], ch, last, final); err != nil {
+			return err
+		}
+		i = j
+		if final {
+			break
+		}
+		if pace {
+			time.Sleep(time.Since(chunkStart))
+		}
+	}
+	d.metrics.checkpointDuration.Observe(time.Since(start).Seconds())
+	return nil
+}
+
+// applyChanges writes the changes of keys into the database in one
+// transaction, and if final, last as the log's last applied record.
+func (d *DB) applyChanges(keys []string, ch changes, last uint64, final bool) error {
 	d.dbMu.RLock()
-	err = d.db.Update(func(tx *bolt.Tx) error {
-		for _, r := range batch {
-			if err := apply(tx, r); err != nil {
-				refused = true
+	defer d.dbMu.RUnlock()
+	if d.db == nil {
+		return d.unavailable()
+	}
+	err := d.db.Update(func(tx *bolt.Tx) error {
+		groups := tx.Bucket(groupsBucket)
+		for _, k := range keys {
+			var err error
+			if v := ch[k]; v == nil {
+				err = groups.Delete([]byte(k))
+			} else {
+				err = groups.Put([]byte(k), v)
+			}
+			if err != nil {
 				return err
 			}
 		}
+		if !final {
+			return nil
+		}
+		return tx.Bucket(metaBucket).Put(appliedKey, binary.BigEndian.AppendUint64(nil, last))
+	})
+	if err != nil {
+		return fmt.Errorf("checkpoint storage log into %s: %w", d.path, err)
+	}
+	d.releaseLocked()
+	return nil
+}
+
+// appliedSeq reads the sequence number of the last log record in the file.
+func appliedSeq(db *bolt.DB) (uint64, error) {
+	var seq uint64
+	err := db.View(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(metaBucket).Get(appliedKey); len(v) == 8 {
+			seq = binary.BigEndian.Uint64(v)
+		}
 		return nil
 	})
+	return seq, err
+}
+
+// settle writes what the log held at Open into the database and empties
+// both log files; after that, the log takes new records. It runs on the
+// committer, before its first write: a write means the caller read the
+// storage successfully, and only then may the file be written.
+func (d *DB) settle() error {
+	d.dbMu.RLock()
+	r := d.replay
 	d.dbMu.RUnlock()
-	if !refused {
-		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
-		d.metrics.batchSize.Observe(float64(len(batch)))
+	if r == nil {
+		return nil
+	}
+	if len(r.changes) > 0 {
+		err := d.applyChunked(r.changes.sortedKeys(), func(k string) int64 {
+			if v := r.changes[k]; v != nil {
+				return int64(len(v))
+			}
+			return -1
+		}, func(k string, _ []byte) ([]byte, error) { return r.changes[k], nil }, r.last, false)
 		if err != nil {
-			d.metrics.failures.Inc()
+			return err
 		}
 	}
+	for i := range d.log.files {
+		if err := d.log.empty(i, true); err != nil {
+			return err
+		}
+	}
+	d.log.size = 0
+	d.dbMu.Lock()
+	d.replay = nil
+	d.dbMu.Unlock()
+	return nil
+}
+
+// flush moves every change in the log into the database and empties the
+// log, on the committer.
+func (d *DB) flush() error {
+	if err := d.settle(); err != nil {
+		return err
+	}
+	if err := d.collect(true); err != nil {
+		return err
+	}
+	l := d.log
+	if len(l.pending) == 0 && l.broken == nil {
+		return nil
+	}
+	// After a failed append, last covers the numbers it took: its records
+	// must never be replayed.
+	if err := d.runCheckpoint(&checkpoint{file: l.cur, size: l.size, pending: l.pending, last: l.seq}); err != nil {
+		return err
+	}
+	l.size, l.pending, l.broken = 0, map[string]span{}, nil
+	return nil
+}
+
+// direct commits a request that does not go through the log: the log is
+// flushed first, so that the database holds every earlier write.
+func (d *DB) direct(r *request) {
+	if err := d.flush(); err != nil {
+		d.fail([]*request{r}, err)
+		return
+	}
+	if r.op == opFlush {
+		d.setFailure(nil)
+		r.done <- nil
+		return
+	}
+	refused, err := d.update(r)
+	switch {
+	case err == nil:
+		d.setFailure(nil)
+		r.done <- nil
+	case refused:
+		r.done <- fmt.Errorf("write to %s: %w", d.path, err)
+	default:
+		d.fail([]*request{r}, fmt.Errorf("commit to %s: %w", d.path, err))
+	}
+}
+
+// update applies the request in one transaction and commits it. refused
+// reports that bbolt refused the request itself, so nothing was committed
+// and nothing is said about the storage.
+func (d *DB) update(r *request) (refused bool, err error) {
+	start := time.Now()
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
+	err = d.db.Update(func(tx *bolt.Tx) error {
+		if err := apply(tx, r); err != nil {
+			refused = true
+			return err
+		}
+		return nil
+	})
+	if !refused {
+		d.metrics.commitDuration.Observe(time.Since(start).Seconds())
+		d.metrics.batchSize.Observe(1)
+	}
+	d.releaseLocked()
 	return refused, err
+}
+
+// finish ends the committer at Close: the log is flushed into the
+// database, so that a start after a clean stop has nothing to replay. A
+// replay that was never settled stays in the log, untouched: nothing
+// showed that the file may be written.
+func (d *DB) finish() {
+	d.dbMu.RLock()
+	unsettled := d.replay != nil
+	d.dbMu.RUnlock()
+	if unsettled {
+		return
+	}
+	if err := d.flush(); err != nil {
+		// Nothing is lost: the log is replayed at the next start.
+		d.logger.Error("could not move the storage log into the database file at close; it is replayed at the next start", "file", d.path, "err", err)
+		if l := d.log; l.running != nil {
+			<-l.running.done // a failed flush can leave it running
+		}
+		return
+	}
+	// A clean stop leaves no log on disk.
+	for i := range d.log.files {
+		if err := d.log.empty(i, true); err != nil {
+			d.logger.Debug("truncate storage log at close", "err", err)
+		}
+	}
 }
 
 func apply(tx *bolt.Tx, r *request) error {
 	switch r.op {
-	case opPut:
-		return tx.Bucket(groupsBucket).Put(r.key, r.value)
-	case opDelete:
-		return tx.Bucket(groupsBucket).Delete(r.key)
 	case opDeleteAll:
 		if err := tx.DeleteBucket(groupsBucket); err != nil {
 			return err
@@ -786,6 +1229,9 @@ func (d *DB) probeLoop(interval time.Duration) {
 // is only valid during the call. An error of fn is returned with the
 // position of the value in the file, so corruption can be located.
 func (d *DB) ForEach(fn func(value []byte) error) (err error) {
+	if err := d.current(); err != nil {
+		return err
+	}
 	defer guard(d.path, &err)()
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
@@ -794,13 +1240,60 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 	}
 	base := d.db.Info().Data
 	return d.db.View(func(tx *bolt.Tx) error {
-		return tx.Bucket(groupsBucket).ForEach(func(k, v []byte) error {
+		return d.walk(tx, func(k, v []byte) error {
 			if err := fn(v); err != nil {
 				return d.valueError(base, k, v, err)
 			}
 			return nil
 		})
 	})
+}
+
+// current brings the database file up to date with every write
+// acknowledged before it, for a read of the file. Before the replay of the
+// log is settled nothing was written, and reads merge the replay instead.
+func (d *DB) current() error {
+	d.dbMu.RLock()
+	unsettled := d.replay != nil
+	d.dbMu.RUnlock()
+	if unsettled {
+		return nil
+	}
+	return d.submit(&request{op: opFlush})
+}
+
+// walk calls fn with each group's key and value in key order: the file's,
+// with the replay of the log over them while it is not settled. The caller
+// holds dbMu.
+func (d *DB) walk(tx *bolt.Tx, fn func(k, v []byte) error) error {
+	c := tx.Bucket(groupsBucket).Cursor()
+	var over changes
+	var keys []string
+	if d.replay != nil {
+		over = d.replay.changes
+		keys = over.sortedKeys()
+	}
+	k, v := c.First()
+	for k != nil || len(keys) > 0 {
+		if len(keys) == 0 || (k != nil && string(k) < keys[0]) {
+			if err := fn(k, v); err != nil {
+				return err
+			}
+			k, v = c.Next()
+			continue
+		}
+		key := keys[0]
+		keys = keys[1:]
+		if k != nil && string(k) == key {
+			k, v = c.Next() // replaced or deleted by the log
+		}
+		if nv := over[key]; nv != nil {
+			if err := fn([]byte(key), nv); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // corruptError is the error of a walk over a file that bbolt found corrupt
@@ -811,6 +1304,11 @@ func corruptError(path string, r any) error {
 
 // valueError is the error of a stored value that failed to load.
 func (d *DB) valueError(base uintptr, k, v []byte, err error) error {
+	if d.replay != nil {
+		if _, ok := d.replay.changes[string(k)]; ok {
+			return fmt.Errorf("%s: group %q, in the storage log: %w", filepath.Dir(d.path), printableKey(k), err)
+		}
+	}
 	return fmt.Errorf("%s: group %q at offset %d: %w", d.path, printableKey(k), d.offsetOf(base, v), err)
 }
 
@@ -879,6 +1377,7 @@ func (d *DB) Close() error {
 			err = d.db.Close()
 		}
 		d.dbMu.Unlock()
+		err = errors.Join(err, d.log.close())
 	})
 	return err
 }

@@ -130,6 +130,9 @@ func TestCompactionReopenFailure(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	if _, err := d.Len(); err != nil { // the values reach the file
+		t.Fatal(err)
+	}
 	for i := range 19 {
 		if err := d.Remove(fmt.Sprint("g", i)); err != nil {
 			t.Fatal(err)

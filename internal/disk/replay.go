@@ -1,6 +1,7 @@
 package disk
 
 import (
+	"errors"
 	"runtime/debug"
 	"sync"
 
@@ -23,6 +24,9 @@ const replayBatch = 64
 // returned with the value's key and position in the file. Values after it
 // may have been decoded, never applied. workers < 1 means 1.
 func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, error), apply func(T) error) (err error) {
+	if err := d.current(); err != nil {
+		return err
+	}
 	defer guard(d.path, &err)()
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
@@ -100,15 +104,18 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 				}
 			}
 			b := newBatch()
-			c := tx.Bucket(groupsBucket).Cursor()
-			for k, v := c.First(); k != nil; k, v = c.Next() {
+			errStop := errors.New("stopped")
+			if d.walk(tx, func(k, v []byte) error {
 				b.keys, b.values = append(b.keys, k), append(b.values, v)
 				if len(b.values) == replayBatch {
 					if !send(b) {
-						return
+						return errStop
 					}
 					b = newBatch()
 				}
+				return nil
+			}) != nil {
+				return
 			}
 			if len(b.values) > 0 {
 				send(b)
@@ -148,6 +155,9 @@ func ForEachDecoded[T any](d *DB, workers int, decode func(value []byte) (T, err
 // Len returns the number of stored groups. It reads the bucket's pages,
 // not the values.
 func (d *DB) Len() (n int, err error) {
+	if err := d.current(); err != nil {
+		return 0, err
+	}
 	defer guard(d.path, &err)()
 	d.dbMu.RLock()
 	defer d.dbMu.RUnlock()
@@ -155,7 +165,18 @@ func (d *DB) Len() (n int, err error) {
 		return 0, d.unavailable()
 	}
 	err = d.db.View(func(tx *bolt.Tx) error {
-		n = tx.Bucket(groupsBucket).Stats().KeyN
+		groups := tx.Bucket(groupsBucket)
+		n = groups.Stats().KeyN
+		if d.replay != nil {
+			for k, v := range d.replay.changes {
+				switch stored := groups.Get([]byte(k)) != nil; {
+				case v != nil && !stored:
+					n++
+				case v == nil && stored:
+					n--
+				}
+			}
+		}
 		return nil
 	})
 	return n, err
