@@ -194,7 +194,8 @@ type logFiles struct {
 	// (the committer, or the checkpoint of the file).
 	alloc [2]int64
 	cur   int
-	size  int64 // bytes of complete records in files[cur]
+	size  int64  // bytes of complete records in files[cur]
+	zeros []byte // what grow writes, kept: a step is 64 of them
 }
 
 const (
@@ -259,7 +260,8 @@ func (l *logFiles) append(buf []byte) error {
 		err = fdatasync(f)
 	}
 	if err != nil {
-		_, _ = f.WriteAt(make([]byte, max(min(int64(len(buf)), l.alloc[l.cur]-l.size), 0)), l.size)
+		clear(buf) // zeroes the bytes after the records again, as far as possible
+		_, _ = f.WriteAt(buf[:max(min(int64(len(buf)), l.alloc[l.cur]-l.size), 0)], l.size)
 		return fmt.Errorf("write to storage log %s: %w", f.Name(), err)
 	}
 	l.size = end
@@ -278,10 +280,12 @@ func (l *logFiles) grow(end int64) {
 	}
 	f := l.files[l.cur]
 	target := max(end, alloc+growStep)
-	zeros := make([]byte, min(target-alloc, 1<<20))
-	for off := alloc; off < target; off += int64(len(zeros)) {
-		n := min(int64(len(zeros)), target-off)
-		if _, err := f.WriteAt(zeros[:n], off); err != nil {
+	if l.zeros == nil {
+		l.zeros = make([]byte, 64<<10)
+	}
+	for off := alloc; off < target; off += int64(len(l.zeros)) {
+		n := min(int64(len(l.zeros)), target-off)
+		if _, err := f.WriteAt(l.zeros[:n], off); err != nil {
 			_ = f.Truncate(alloc)
 			return
 		}

@@ -17,12 +17,15 @@ const GCPercent = 25
 // MinGCHeadroom is the least the heap may grow between two collections
 // under the tuned target. With 25 % alone, a small store's heap (14 MB at
 // 100k series) is collected every 3.5 MB allocated, a dozen times a second
-// under a steady push load. The floor costs at most its size in resident
-// memory (measured at 100k series: 186 -> 228-258 B/series after
-// pushbench fill) and saved 11 % of a push's server CPU there (pushbench
-// compare push -groups 1000, 3 rounds, every round 9-13 %); from 32 MiB of
-// live heap on (about 250k series) it changes nothing.
-const MinGCHeadroom = 8 << 20
+// under a steady push load. The floor costs up to its size in resident
+// memory. 8 MiB measured 224-231 B/series after pushbench fill at 100k
+// series until the storage log came: its checkpoints turn some 12 MB of
+// bbolt page buffers a second into garbage, and right after the fill they
+// ran into the headroom: 264-291 B/series, over issue #12's 269. 6 MiB
+// measures 240-244, 4 MiB 210-212 but 9 % more server CPU per push than 8
+// (pushbench compare push -groups 1000, 3 rounds, 5-13 % each). From 24 MiB
+// of live heap on (about 200k series) it changes nothing.
+const MinGCHeadroom = 6 << 20
 
 // TuneGC sets the GC target to GCPercent, or to what gives MinGCHeadroom if
 // that is more, and keeps it so after every collection as the live heap

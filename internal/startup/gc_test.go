@@ -47,7 +47,7 @@ func TestGCTarget(t *testing.T) {
 	}{
 		{0, startup.GCPercent},          // unknown
 		{1 << 10, 1000},                 // capped
-		{16 << 20, 50},                  // the floor: 8 MiB of 16
+		{12 << 20, 50},                  // the floor: 6 MiB of 12
 		{startup.MinGCHeadroom * 4, 25}, // where the floor stops
 		{1 << 30, startup.GCPercent},    // a large store
 	} {
