@@ -946,6 +946,7 @@ const checkpointChunk = 128 << 10
 func (d *DB) applyChunked(keys []string, size func(string) int64, value func(k string, dst []byte) ([]byte, error), last uint64, pace bool) error {
 	start := time.Now()
 	var buf []byte
+	chunks := 0
 	for i := 0; i == 0 || i < len(keys); {
 		j, n := i, int64(0)
 		for j < len(keys) && (j == i || n+max(size(keys[j]), 0) <= checkpointChunk) {
@@ -978,12 +979,31 @@ func (d *DB) applyChunked(keys []string, size func(string) int64, value func(k s
 		// Paced, a background checkpoint takes at most half a core
 		// from the pushes (p99 at 100k series 9 % lower), for at most
 		// half of the interval: one that falls behind catches up.
+		if chunks++; chunks%releaseEvery == 0 {
+			d.release()
+		}
 		if pace && time.Since(start) < d.checkpointEvery/2 {
 			time.Sleep(time.Since(chunkStart))
 		}
 	}
 	d.metrics.checkpointDuration.Observe(time.Since(start).Seconds())
+	d.release()
 	return nil
+}
+
+// releaseEvery is how many checkpoint transactions run between two
+// releases of the mapped pages (ReleaseMapped). The transactions walk the
+// same branch pages, and a release makes the next one fault them in again:
+// released after every one, 7 % of the CPU at 1M series went to those
+// faults; after each whole checkpoint, peak RSS during pushbench push at 1M
+// was 267 MB instead of 194.
+const releaseEvery = 8
+
+// release releases the mapped pages (ReleaseMapped), logging a failure.
+func (d *DB) release() {
+	if err := d.ReleaseMapped(); err != nil {
+		d.logger.Debug("release mapped pages", "file", d.path, "err", err)
+	}
 }
 
 // applyChanges writes the changes of keys into the database in one
@@ -1015,7 +1035,6 @@ func (d *DB) applyChanges(keys []string, ch changes, last uint64, final bool) er
 	if err != nil {
 		return fmt.Errorf("checkpoint storage log into %s: %w", d.path, err)
 	}
-	d.releaseLocked()
 	return nil
 }
 
