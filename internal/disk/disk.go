@@ -928,14 +928,19 @@ func (d *DB) runCheckpoint(c *checkpoint) error {
 
 // checkpointChunk bounds the bytes of values one checkpoint transaction
 // writes. bbolt builds each page it writes in a heap buffer of its own
-// until the commit: with a second of changes at 1M series in one
-// transaction, and the log's values read for it at once, peak RSS during
-// pushbench push at 1M was 298 MB; in transactions of 2 MiB, 223 MB. Smaller
-// transactions cost more syncs (two each); push p99 at 100k series showed
-// no difference between 128 KiB and 1 MiB (7.2-7.3 vs 7.6-8.0 ms, within
-// the noise), and 8 MiB was worse (8.9 ms). Only the last chunk records the
-// log as applied: after a crash between chunks the whole log is replayed,
-// which leaves every group at its latest value all the same.
+// until the commit, and the values are read for it: with a second of
+// changes at 1M series in one transaction, peak RSS during pushbench push
+// at 1M was 298 MB, with 2 MiB transactions 223 MB, with 128 KiB 194-208
+// MB. Right after pushbench fill at 100k series, 1 MiB transactions
+// measured 260-272 B/series, over issue #12's 269; 128 KiB 237-247. The
+// cost of small ones: more syncs (two each). Push p99 at 100k series did
+// not show it (128 KiB 7.2-7.3 ms, 1 MiB 7.6-8.0, 8 MiB 8.9), but a load
+// that writes every group once a second does: BenchmarkSaveParallel (16
+// writers, 20 KiB values, 10,000 groups) measures 184 µs/write against
+// 115-124 with 1 MiB (and 120 for bbolt alone, before the log). Only the
+// last transaction records the log as applied: after a crash between them
+// the whole log is replayed, which leaves every group at its latest value
+// all the same.
 const checkpointChunk = 128 << 10
 
 // applyChunked writes the changes of keys, in order, into the database in
