@@ -17,8 +17,8 @@ import (
 	"github.com/pushgate/pushgate/internal/ui"
 )
 
-// diskBackend is the durable local storage: a bbolt journal that the store
-// writes through, replayed at start.
+// diskBackend is the durable local storage (a write-ahead log in front of a
+// bbolt file) that the store writes through, replayed at start.
 type diskBackend struct {
 	db *disk.DB
 	// persistenceFile is the reference's file to import on the first start;
@@ -87,7 +87,8 @@ func (d *diskBackend) restore(_ context.Context, st Store) error {
 	if err := disk.ForEachDecoded(d.db, runtime.GOMAXPROCS(0), st.DecodeReplay, apply); err != nil {
 		return fmt.Errorf(failed, err)
 	}
-	// Only now that the file is known to be good may it be replaced.
+	// Only now that the file is known to be good may it be written: the
+	// log's records after a crash go into it, then it may be compacted.
 	if err := d.db.CompactIfWasteful(); err != nil {
 		// The file is intact; running on it beats not starting
 		// (compaction needs room for a copy, which a full disk lacks).
@@ -132,7 +133,7 @@ func (d *diskBackend) importOnce(st Store) error {
 }
 
 // run has nothing to do: the journal commits as writes come, and disk.DB
-// runs its own compaction checks until close.
+// runs its own checkpoints and compaction checks until close.
 func (d *diskBackend) run(ctx context.Context) error {
 	<-ctx.Done()
 	return nil
