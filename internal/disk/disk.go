@@ -205,8 +205,11 @@ func Open(dir string, opts Options) (*DB, error) {
 		return nil, errors.Join(fmt.Errorf("read storage %s: %w", path, err), logs.close(), db.Close())
 	}
 	replay := readLogs(contents, applied)
-	if replay.ignored != "" {
-		logger.Info("ignored the unfinished end of the storage log, a write that was never acknowledged", "dir", dir, "ignored", replay.ignored)
+	if replay.torn != "" {
+		logger.Info("ignored the unfinished end of the storage log, a write that was never acknowledged", "dir", dir, "ignored", replay.torn)
+	}
+	if replay.gap != "" {
+		logger.Warn("ignored storage log records that do not follow the database file's; were files of the storage directory moved or replaced?", "dir", dir, "ignored", replay.gap)
 	}
 	d := &DB{
 		db:         db,
@@ -260,7 +263,7 @@ func openChecked(path string, open func(string) (*bolt.DB, error)) (db *bolt.DB,
 		return nil, errors.Join(fmt.Errorf("read storage %s: %w", path, err), db.Close())
 	}
 	if fi.Size() < want {
-		return nil, errors.Join(fmt.Errorf("storage %s is truncated: it has %d bytes, its header says %d (the file is left as it is; move it away to start empty)", path, fi.Size(), want), db.Close())
+		return nil, errors.Join(fmt.Errorf("storage %s is truncated: it has %d bytes, its header says %d (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty)", path, fi.Size(), want), db.Close())
 	}
 	return db, nil
 }
@@ -1329,7 +1332,7 @@ func (d *DB) walk(tx *bolt.Tx, fn func(k, v []byte) error) error {
 // corruptError is the error of a walk over a file that bbolt found corrupt
 // (r is what it panicked with).
 func corruptError(path string, r any) error {
-	return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away to start empty): %v", path, r)
+	return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty): %v", path, r)
 }
 
 // valueError is the error of a stored value that failed to load.

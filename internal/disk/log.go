@@ -33,6 +33,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -127,9 +128,11 @@ type changes map[string][]byte
 type replayed struct {
 	changes changes
 	last    uint64 // sequence number of the last record read
-	// ignored describes records that could not be used, for the log; ""
-	// if none.
-	ignored string
+	// torn describes the bytes at the end of each file that held no
+	// complete record (a write cut off by a crash, never acknowledged);
+	// gap, records that did not follow the last one read, which no crash
+	// leaves: something else changed the files. "" if none.
+	torn, gap string
 }
 
 // readLogs reads the records after applied from the log files' contents.
@@ -160,7 +163,7 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 			continue
 		}
 		if rec.seq != r.last+1 {
-			torn = append(torn, fmt.Sprintf("%d records after a gap (record %d follows %d)", len(all)-i, rec.seq, r.last))
+			r.gap = fmt.Sprintf("%d records after a gap (record %d follows %d)", len(all)-i, rec.seq, r.last)
 			break
 		}
 		if rec.op == opDelete {
@@ -171,7 +174,7 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 		r.last = rec.seq
 	}
 	if len(torn) > 0 {
-		r.ignored = fmt.Sprint(torn)
+		r.torn = strings.Join(torn, ", ")
 	}
 	return r
 }

@@ -121,8 +121,8 @@ func TestReadLogs(t *testing.T) {
 			if !maps.EqualFunc(r.changes, tc.want, bytes.Equal) || r.last != tc.last {
 				t.Errorf("changes %q up to %d, want %q up to %d", r.changes, r.last, tc.want, tc.last)
 			}
-			if (r.ignored != "") != tc.ignored {
-				t.Errorf("ignored %q, want something ignored: %v", r.ignored, tc.ignored)
+			if (r.torn != "" || r.gap != "") != tc.ignored {
+				t.Errorf("ignored %q and %q, want something ignored: %v", r.torn, r.gap, tc.ignored)
 			}
 		})
 	}

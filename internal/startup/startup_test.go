@@ -224,7 +224,7 @@ func TestReplayError(t *testing.T) {
 	}
 	st := store.New(store.Options{Journal: storage.Journal(), Shared: storage.Shared()})
 	err = storage.Restore(context.Background(), st)
-	const want = "restore from storage (the file is left as it is; move it away to start empty): "
+	const want = "restore from storage (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty): "
 	if err == nil || !strings.HasPrefix(err.Error(), want) || !errors.Is(err, store.ErrCorrupt) {
 		t.Errorf("Restore = %v; want %q wrapping store.ErrCorrupt", err, want)
 	}
