@@ -855,10 +855,7 @@ func (d *DB) rotate() {
 // tick runs every checkpointEvery on the committer: it notices a failed
 // checkpoint and checkpoints changes that waited long enough.
 func (d *DB) tick() {
-	d.dbMu.RLock()
-	unsettled := d.replay != nil
-	d.dbMu.RUnlock()
-	if unsettled {
+	if d.unsettled() {
 		return
 	}
 	if err := d.collect(false); err != nil {
@@ -1165,10 +1162,7 @@ func (d *DB) update(r *request) (refused bool, err error) {
 // replay that was never settled stays in the log, untouched: nothing
 // showed that the file may be written.
 func (d *DB) finish() {
-	d.dbMu.RLock()
-	unsettled := d.replay != nil
-	d.dbMu.RUnlock()
-	if unsettled {
+	if d.unsettled() {
 		return
 	}
 	if err := d.flush(); err != nil {
@@ -1282,14 +1276,19 @@ func (d *DB) ForEach(fn func(value []byte) error) (err error) {
 	})
 }
 
+// unsettled reports whether the log's replay is not in the database file
+// yet (see settle).
+func (d *DB) unsettled() bool {
+	d.dbMu.RLock()
+	defer d.dbMu.RUnlock()
+	return d.replay != nil
+}
+
 // current brings the database file up to date with every write
 // acknowledged before it, for a read of the file. Before the replay of the
 // log is settled nothing was written, and reads merge the replay instead.
 func (d *DB) current() error {
-	d.dbMu.RLock()
-	unsettled := d.replay != nil
-	d.dbMu.RUnlock()
-	if unsettled {
+	if d.unsettled() {
 		return nil
 	}
 	return d.submit(&request{op: opFlush})
