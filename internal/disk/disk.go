@@ -684,13 +684,27 @@ func (d *DB) commitLoop(compactInterval time.Duration) {
 				}
 				continue
 			case done := <-d.compactReq:
-				// Asked for after a successful read: the file is to
-				// hold every write before it is measured.
-				err := d.flush()
+				// Asked for after a successful read: the file may be
+				// written now. It is to hold every write before it is
+				// measured, except the log's replay after a crash,
+				// which is written right after the answer: the start
+				// need not wait for it (0.2 s at 1M series), and the
+				// replay is a few seconds of pushes, never what makes
+				// a file wasteful.
+				var err error
+				unsettled := d.unsettled()
+				if !unsettled {
+					err = d.flush()
+				}
 				if err == nil {
 					err = d.maybeCompact()
 				}
 				done <- err
+				if unsettled {
+					if err := d.settle(); err != nil {
+						d.logger.Error("could not write the storage log's replay into the database file; retrying at the next write", "file", d.path, "err", err)
+					}
+				}
 				continue
 			case r := <-d.reqs:
 				batch = append(batch[:0], r)
