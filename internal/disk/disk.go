@@ -25,6 +25,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"runtime/debug"
@@ -120,8 +121,9 @@ type logState struct {
 	// pending is where the latest change of each group is in the current
 	// file: the changes a checkpoint of it moves into the database.
 	pending map[string]span
-	since   time.Time // when pending got its first change
-	buf     []byte    // the records of a commit, reused
+	since   time.Time     // when pending got its first change
+	buf     []byte        // the records of a commit, reused
+	written []loggedWrite // the requests of a commit, reused
 	// broken is the error of an append that failed: the log is emptied
 	// into the database (flush) before it takes another record.
 	broken error
@@ -131,6 +133,13 @@ type logState struct {
 	running, failed *checkpoint
 }
 
+// loggedWrite is a request of a commit, and where its value starts in the
+// commit's records.
+type loggedWrite struct {
+	r       *request
+	valueAt int
+}
+
 // span locates a value in a log file; n < 0 marks a deletion.
 type span struct{ off, n int64 }
 
@@ -138,7 +147,6 @@ type span struct{ off, n int64 }
 // then empties the file.
 type checkpoint struct {
 	file    int
-	size    int64
 	pending map[string]span
 	last    uint64 // sequence number of the file's last record
 	done    chan error
@@ -161,7 +169,7 @@ func (o op) logged() bool { return o == opPut || o == opDelete }
 
 type request struct {
 	op    op
-	key   []byte // bbolt key (boltKey of the group ID)
+	key   string // bbolt key (boltKey of the group ID)
 	value []byte
 	// values and source are those of an import: group ID -> value, and
 	// the imported file.
@@ -624,12 +632,15 @@ const hashedKeyPrefix = "\xffsha256:"
 // the key. The ID is kept whenever it fits, so files written before long
 // IDs were hashed read the same (no group ID that bbolt could hold changes
 // its key).
-func boltKey(id string) []byte {
+//
+// A string, like the ID: the log and its pending changes take it as it is,
+// so a push converts its ID to bytes only when a checkpoint hands it to bbolt.
+func boltKey(id string) string {
 	if len(id) <= bolt.MaxKeySize {
-		return []byte(id)
+		return id
 	}
 	sum := sha256.Sum256([]byte(id))
-	return append([]byte(hashedKeyPrefix), sum[:]...)
+	return hashedKeyPrefix + string(sum[:])
 }
 
 // submit queues r for the committer and returns its outcome: nil only if
@@ -778,12 +789,9 @@ func (d *DB) logBatch(batch []*request) {
 		d.fail(batch, err)
 		return
 	}
-	type logged struct {
-		r       *request
-		valueAt int
-	}
-	buf := l.buf[:0]
-	written := make([]logged, 0, len(batch))
+	buf, written := l.buf[:0], l.written[:0]
+	// Kept for the next commit, without the requests and their values.
+	defer func() { clear(written); l.written = written[:0] }()
 	seq := l.seq
 	for _, r := range batch {
 		if err := refused(r); err != nil {
@@ -793,7 +801,7 @@ func (d *DB) logBatch(batch []*request) {
 		seq++
 		var valueAt int
 		buf, valueAt = appendRecord(buf, seq, r.op, r.key, r.value)
-		written = append(written, logged{r, valueAt})
+		written = append(written, loggedWrite{r, valueAt})
 	}
 	if len(written) == 0 {
 		return
@@ -811,11 +819,10 @@ func (d *DB) logBatch(batch []*request) {
 	}
 	if err != nil {
 		l.broken = err
-		rs := make([]*request, len(written))
-		for i, w := range written {
-			rs[i] = w.r
+		d.fail(nil, err)
+		for _, w := range written {
+			w.r.done <- err
 		}
-		d.fail(rs, err)
 		return
 	}
 	if len(l.pending) == 0 {
@@ -826,15 +833,13 @@ func (d *DB) logBatch(batch []*request) {
 		if w.r.op == opDelete {
 			sp = span{n: -1}
 		}
-		l.pending[string(w.r.key)] = sp
+		l.pending[w.r.key] = sp
 		w.r.done <- nil
 	}
 	d.metrics.commitDuration.Observe(time.Since(start).Seconds())
 	d.metrics.batchSize.Observe(float64(len(written)))
 	d.setFailure(nil)
-	if l.size >= checkpointBytes || time.Since(l.since) >= d.checkpointEvery {
-		d.rotate()
-	}
+	d.rotate()
 }
 
 // refused is the error bbolt would give the write by itself, checked
@@ -852,14 +857,16 @@ func refused(r *request) error {
 }
 
 // rotate starts the checkpoint of the current log file on its own
-// goroutine and continues in the other one, unless a checkpoint is still
-// running or failed (then the current file goes on growing).
+// goroutine and continues in the other one, once its changes waited
+// checkpointEvery or it reached checkpointBytes; unless a checkpoint is
+// still running or failed (then the current file goes on growing).
 func (d *DB) rotate() {
 	l := d.log
-	if l.running != nil || l.failed != nil || len(l.pending) == 0 {
+	due := l.size >= checkpointBytes || time.Since(l.since) >= d.checkpointEvery
+	if !due || l.running != nil || l.failed != nil || len(l.pending) == 0 {
 		return
 	}
-	c := &checkpoint{file: l.cur, size: l.size, pending: l.pending, last: l.seq, done: make(chan error, 1)}
+	c := &checkpoint{file: l.cur, pending: l.pending, last: l.seq, done: make(chan error, 1)}
 	// The other file is empty: its checkpoint, which emptied it, ended.
 	l.cur, l.size, l.pending = 1-l.cur, 0, map[string]span{}
 	l.running = c
@@ -873,13 +880,10 @@ func (d *DB) tick() {
 		return
 	}
 	if err := d.collect(false); err != nil {
-		d.metrics.failures.Inc()
-		d.setFailure(err)
+		d.fail(nil, err)
 		return
 	}
-	if l := d.log; len(l.pending) > 0 && time.Since(l.since) >= d.checkpointEvery {
-		d.rotate()
-	}
+	d.rotate()
 }
 
 // collect takes the outcome of the running checkpoint, waiting for it if
@@ -903,6 +907,9 @@ func (d *DB) collect(block bool) error {
 		}
 	}
 	if c := l.failed; c != nil {
+		if err := d.ensureOpen(); err != nil {
+			return err
+		}
 		if err := d.runCheckpoint(c); err != nil {
 			return err
 		}
@@ -913,18 +920,12 @@ func (d *DB) collect(block bool) error {
 
 // runCheckpoint moves the changes of c's file into the database and
 // empties the file. It runs on the committer or, for rotate, on its own
-// goroutine: it touches only c's file, never the current one.
+// goroutine: it touches only c's file, never the current one, and does not
+// reopen a closed database (ensureOpen is the committer's; a checkpoint
+// that finds it closed fails and is retried there).
 func (d *DB) runCheckpoint(c *checkpoint) error {
-	if err := d.ensureOpen(); err != nil {
-		return err
-	}
 	f := d.log.files[c.file]
-	keys := make([]string, 0, len(c.pending))
-	for k := range c.pending {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	err := d.applyChunked(keys, func(k string) int64 { return c.pending[k].n }, func(k string, dst []byte) ([]byte, error) {
+	err := d.applyChunked(slices.Sorted(maps.Keys(c.pending)), func(k string) int64 { return c.pending[k].n }, func(k string, dst []byte) ([]byte, error) {
 		sp := c.pending[k]
 		if sp.n < 0 {
 			return nil, nil
@@ -995,12 +996,12 @@ func (d *DB) applyChunked(keys []string, size func(string) int64, value func(k s
 		if final {
 			break
 		}
-		// Paced, a background checkpoint takes at most half a core
-		// from the pushes (p99 at 100k series 9 % lower), for at most
-		// half of the interval: one that falls behind catches up.
 		if chunks++; chunks%releaseEvery == 0 {
 			d.release()
 		}
+		// Paced, a background checkpoint takes at most half a core
+		// from the pushes (p99 at 100k series 9 % lower), for at most
+		// half of the interval: one that falls behind catches up.
 		if pace && time.Since(start) < d.checkpointEvery/2 {
 			time.Sleep(time.Since(chunkStart))
 		}
@@ -1081,7 +1082,7 @@ func (d *DB) settle() error {
 		return nil
 	}
 	if len(r.changes) > 0 {
-		err := d.applyChunked(r.changes.sortedKeys(), func(k string) int64 {
+		err := d.applyChunked(slices.Sorted(maps.Keys(r.changes)), func(k string) int64 {
 			if v := r.changes[k]; v != nil {
 				return int64(len(v))
 			}
@@ -1106,6 +1107,9 @@ func (d *DB) settle() error {
 // flush moves every change in the log into the database and empties the
 // log, on the committer.
 func (d *DB) flush() error {
+	if err := d.ensureOpen(); err != nil {
+		return err
+	}
 	if err := d.settle(); err != nil {
 		return err
 	}
@@ -1118,7 +1122,7 @@ func (d *DB) flush() error {
 	}
 	// After a failed append, last covers the numbers it took: its records
 	// must never be replayed.
-	if err := d.runCheckpoint(&checkpoint{file: l.cur, size: l.size, pending: l.pending, last: l.seq}); err != nil {
+	if err := d.runCheckpoint(&checkpoint{file: l.cur, pending: l.pending, last: l.seq}); err != nil {
 		return err
 	}
 	l.size, l.pending, l.broken = 0, map[string]span{}, nil
@@ -1182,9 +1186,6 @@ func (d *DB) finish() {
 	if err := d.flush(); err != nil {
 		// Nothing is lost: the log is replayed at the next start.
 		d.logger.Error("could not move the storage log into the database file at close; it is replayed at the next start", "file", d.path, "err", err)
-		if l := d.log; l.running != nil {
-			<-l.running.done // a failed flush can leave it running
-		}
 		return
 	}
 	// A clean stop leaves no log on disk.
@@ -1215,7 +1216,7 @@ func apply(tx *bolt.Tx, r *request) error {
 		}
 		slices.Sort(ids)
 		for _, id := range ids {
-			if err := groups.Put(boltKey(id), r.values[id]); err != nil {
+			if err := groups.Put([]byte(boltKey(id)), r.values[id]); err != nil {
 				return err
 			}
 		}
@@ -1317,7 +1318,7 @@ func (d *DB) walk(tx *bolt.Tx, fn func(k, v []byte) error) error {
 	var keys []string
 	if d.replay != nil {
 		over = d.replay.changes
-		keys = over.sortedKeys()
+		keys = slices.Sorted(maps.Keys(over))
 	}
 	k, v := c.First()
 	for k != nil || len(keys) > 0 {

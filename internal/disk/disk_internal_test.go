@@ -50,7 +50,7 @@ func waitUntil(t *testing.T, what string, cond func() bool) {
 func TestBadWriteFailsAlone(t *testing.T) {
 	d := openInternal(t, t.TempDir(), Options{})
 	queue := func(key string) chan error {
-		r := &request{op: opPut, key: []byte(key), value: []byte("v" + key), done: make(chan error, 1)}
+		r := &request{op: opPut, key: key, value: []byte("v" + key), done: make(chan error, 1)}
 		d.reqs <- r
 		return r.done
 	}

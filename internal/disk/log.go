@@ -26,13 +26,13 @@ package disk
 // last write before a crash can be torn, and it was never acknowledged.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 )
@@ -59,7 +59,7 @@ var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // appendRecord appends the record of a put or delete to buf. It returns the
 // new buffer and where the value starts in it.
-func appendRecord(buf []byte, seq uint64, o op, key, value []byte) ([]byte, int) {
+func appendRecord(buf []byte, seq uint64, o op, key string, value []byte) ([]byte, int) {
 	start := len(buf)
 	payload := 1 + uvarintLen(uint64(len(key))) + len(key) + len(value)
 	buf = binary.LittleEndian.AppendUint32(buf, uint32(payload))
@@ -148,8 +148,8 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 		end := parseLog(data, func(seq uint64, o op, key, value []byte) {
 			lists[i] = append(lists[i], record{seq, o, key, value})
 		})
-		if end < len(data) {
-			torn = append(torn, fmt.Sprintf("%d bytes at the end of %s", len(data)-end, LogFileNames[i]))
+		if rest := data[end:]; !unused(rest) {
+			torn = append(torn, fmt.Sprintf("%d bytes at the end of %s", len(rest), LogFileNames[i]))
 		}
 	}
 	// Each file's records are in order; the older file's come first.
@@ -177,6 +177,13 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 		r.torn = strings.Join(torn, ", ")
 	}
 	return r
+}
+
+// unused reports whether the bytes after a file's last record are what
+// they are without a crash: zeros written ahead (see logFiles), or records
+// left from the file's previous use, complete but older.
+func unused(rest []byte) bool {
+	return len(bytes.TrimRight(rest, "\x00")) == 0 || parseLog(rest, func(uint64, op, []byte, []byte) {}) > 0
 }
 
 // logFiles are the open log files, and which is being appended to.
@@ -310,15 +317,4 @@ func (l *logFiles) empty(i int, all bool) error {
 	}
 	l.alloc[i] = 0
 	return nil
-}
-
-// sortedKeys are the keys of c in order: bbolt fills its pages best when
-// keys come in order.
-func (c changes) sortedKeys() []string {
-	keys := make([]string, 0, len(c))
-	for k := range c {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }

@@ -22,7 +22,7 @@ type testRecord struct {
 func encodeRecords(recs []testRecord) []byte {
 	var buf []byte
 	for _, r := range recs {
-		buf, _ = appendRecord(buf, r.seq, r.op, []byte(r.key), []byte(r.value))
+		buf, _ = appendRecord(buf, r.seq, r.op, r.key, []byte(r.value))
 	}
 	return buf
 }
@@ -115,6 +115,10 @@ func TestReadLogs(t *testing.T) {
 		{"a torn end", [2][]byte{older, newer[:len(newer)-1]}, 3,
 			changes{"a": []byte("a7"), "b": []byte("b5"), "c": nil}, 7, true},
 		{"a missing file between", [2][]byte{nil, newer}, 3, changes{}, 3, true},
+		{"zeros written ahead", [2][]byte{append(slices.Clone(older), make([]byte, 4096)...), nil}, 3,
+			changes{"a": []byte("a4"), "b": []byte("b5"), "c": nil}, 6, false},
+		{"a reused file's older records", [2][]byte{append(slices.Clone(newer), older...), nil}, 6,
+			changes{"a": []byte("a7"), "d": []byte("d8")}, 8, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := readLogs(tc.files, tc.applied)
