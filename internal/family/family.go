@@ -81,19 +81,21 @@ func New(mf *dto.MetricFamily, t time.Time) (*Family, error) {
 	}
 	sc := scratchPool.Get().(*scratch)
 	defer sc.put()
-	raw, err := proto.MarshalOptions{}.MarshalAppend(sc.raw[:0], &dto.MetricFamily{Metric: mf.Metric})
-	sc.raw = raw
-	if err != nil {
-		return nil, fmt.Errorf("encode family %q as protobuf: %w", f.Name, err)
-	}
-	f.metrics, f.metricsLen = sc.compress(raw), len(raw)
-	if !NeedsEscaping(mf) {
-		sc.text.Reset()
-		if err := writeTextLines(&sc.text, mf); err != nil {
-			return nil, err
+	raw, ok := appendMetricEntries(sc.raw[:0], mf.Metric)
+	if !ok {
+		var err error
+		if raw, err = (proto.MarshalOptions{}).MarshalAppend(sc.raw[:0], &dto.MetricFamily{Metric: mf.Metric}); err != nil {
+			return nil, fmt.Errorf("encode family %q as protobuf: %w", f.Name, err)
 		}
-		lines := sc.text.Bytes()
-		f.text, f.textLen, f.hasText = sc.compress(lines), len(lines), true
+	}
+	sc.raw = raw
+	f.metrics, f.metricsLen = sc.compress(raw), len(raw)
+	hasText, err := sc.textLines(mf)
+	if err != nil {
+		return nil, err
+	}
+	if hasText {
+		f.text, f.textLen, f.hasText = sc.compress(sc.text), len(sc.text), true
 	}
 	return f, nil
 }
@@ -102,9 +104,10 @@ func New(mf *dto.MetricFamily, t time.Time) (*Family, error) {
 // compressed forms are made: pooled, a push allocates little more than
 // what it stores.
 type scratch struct {
-	raw  []byte       // protobuf
-	text bytes.Buffer // text lines
-	enc  []byte       // s2 output, of the worst-case size
+	raw    []byte // protobuf
+	text   []byte // text lines
+	labels []byte // one metric's label pairs, as text
+	enc    []byte // s2 output, of the worst-case size
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
@@ -114,7 +117,7 @@ var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
 const maxScratch = 1 << 20
 
 func (sc *scratch) put() {
-	if cap(sc.raw) > maxScratch || sc.text.Cap() > maxScratch || cap(sc.enc) > maxScratch {
+	if cap(sc.raw) > maxScratch || cap(sc.text) > maxScratch || cap(sc.labels) > maxScratch || cap(sc.enc) > maxScratch {
 		return
 	}
 	scratchPool.Put(sc)

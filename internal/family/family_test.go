@@ -493,7 +493,8 @@ func textParse(scheme model.ValidationScheme, r io.Reader) (map[string]*dto.Metr
 func isUTF8(s string) bool { return strings.ToValidUTF8(s, "\uFFFD") == s }
 
 // FuzzFamily builds families from arbitrary protobuf and checks that Decode
-// gives back what New got, and that the text lines are expfmt's.
+// gives back what New got, that the stored forms are the libraries' (see
+// sameAsLibraries) and that the text parses back.
 func FuzzFamily(f *testing.F) {
 	seedFamilies(f)
 	f.Fuzz(func(t *testing.T, data []byte) {
@@ -505,8 +506,8 @@ func FuzzFamily(f *testing.F) {
 			return // the store rejects unknown types before New
 		}
 		in := proto.Clone(mf).(*dto.MetricFamily)
-		fm, err := family.New(mf, pushed)
-		if err != nil {
+		fm := sameAsLibraries(t, mf)
+		if fm == nil {
 			return
 		}
 		if fm.Series != len(in.Metric) {
@@ -548,6 +549,87 @@ func FuzzFamily(f *testing.F) {
 		if parsed[in.GetName()] == nil {
 			t.Fatalf("family %q missing after parsing\n%s", in.GetName(), got)
 		}
+	})
+}
+
+// sameAsLibraries fails unless New's protobuf is proto.Marshal's and its
+// text lines are expfmt's for mf, byte for byte, and New fails where
+// expfmt does for a family that has text lines. It returns New's family,
+// nil if New failed.
+func sameAsLibraries(t *testing.T, mf *dto.MetricFamily) *family.Family {
+	t.Helper()
+	in := proto.Clone(mf).(*dto.MetricFamily)
+	fm, err := family.New(mf, pushed)
+	hasText := len(in.Metric) > 0 && !family.NeedsEscaping(in)
+	var text bytes.Buffer
+	_, textErr := expfmt.MetricFamilyToText(&text, &dto.MetricFamily{Name: in.Name, Type: in.Type, Metric: in.Metric})
+	if hasText && (err == nil) != (textErr == nil) {
+		t.Fatalf("New: %v; expfmt: %v", err, textErr)
+	}
+	if err != nil {
+		return nil
+	}
+	want, err := proto.Marshal(&dto.MetricFamily{Metric: in.Metric})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := metricsOf(t, fm); !bytes.Equal(got, want) {
+		t.Fatalf("protobuf =\n%x\nproto.Marshal's\n%x\nfor %v", got, want, in)
+	}
+	// An empty family has (no) text lines whatever its name.
+	if want := hasText || len(in.Metric) == 0; fm.HasText() != want {
+		t.Fatalf("HasText() = %v, want %v", fm.HasText(), want)
+	}
+	if hasText {
+		// Without a HELP, expfmt's first line is TYPE.
+		_, lines, _ := bytes.Cut(text.Bytes(), []byte("\n"))
+		if got := textOf(t, fm); !bytes.Equal(got, lines) {
+			t.Fatalf("text lines =\n%q\nexpfmt's\n%q", got, lines)
+		}
+	}
+	return fm
+}
+
+// FuzzEncode builds a one-metric family of any type from fuzzed names,
+// label values and numbers, the parts a protobuf-level fuzzer rarely
+// reaches, and checks its stored forms against the libraries'.
+func FuzzEncode(f *testing.F) {
+	f.Add(uint8(0), "push_time_seconds", "instance", "i", "job", "j", 1.7e9, 0.5, int64(0), false)
+	f.Add(uint8(1), "g", "a", "\"\\\n", "", "", math.Inf(-1), math.NaN(), int64(-1), true)
+	f.Add(uint8(2), "a:b", "x.y", "v", "z", "w", 0.1, 1.0, int64(1395066363000), true)
+	f.Add(uint8(3), "h", "le", "1", "a", "", math.Copysign(0, -1), math.Inf(1), int64(1)<<62, false)
+	f.Add(uint8(4), "s", "quantile", "", "b", "ünï", 1e-300, -1.0, int64(0), true)
+	f.Fuzz(func(t *testing.T, kind uint8, name, n1, v1, n2, v2 string, v, w float64, ts int64, hasTs bool) {
+		m := &dto.Metric{}
+		if n1 != "" {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(n1), Value: proto.String(v1)})
+		}
+		if n2 != "" {
+			m.Label = append(m.Label, &dto.LabelPair{Name: proto.String(n2), Value: proto.String(v2)})
+		}
+		if hasTs {
+			m.TimestampMs = proto.Int64(ts)
+		}
+		typ := dto.MetricType(kind % 6)
+		switch typ {
+		case dto.MetricType_COUNTER:
+			m.Counter = &dto.Counter{Value: proto.Float64(v)}
+		case dto.MetricType_GAUGE:
+			m.Gauge = &dto.Gauge{Value: proto.Float64(v)}
+		case dto.MetricType_UNTYPED:
+			m.Untyped = &dto.Untyped{Value: proto.Float64(v)}
+		case dto.MetricType_SUMMARY:
+			m.Summary = &dto.Summary{SampleCount: proto.Uint64(uint64(ts)), SampleSum: proto.Float64(v),
+				Quantile: []*dto.Quantile{{Quantile: proto.Float64(w), Value: proto.Float64(v)}}}
+		default: // histogram and gauge histogram
+			m.Histogram = &dto.Histogram{SampleCount: proto.Uint64(uint64(ts)), SampleSum: proto.Float64(v),
+				Bucket: []*dto.Bucket{{UpperBound: proto.Float64(w), CumulativeCount: proto.Uint64(uint64(kind))}}}
+			if hasTs {
+				m.Histogram.SampleCountFloat = proto.Float64(w)
+				m.Histogram.Bucket[0].CumulativeCountFloat = proto.Float64(v)
+			}
+		}
+		sameAsLibraries(t, fam(name, "", typ, m, m))
 	})
 }
 
