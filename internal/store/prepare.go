@@ -77,8 +77,12 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 		series:   make([][]uint64, 0, len(names)),
 		metrics:  make([][]*dto.Metric, 0, len(names)),
 	}
-	// Sized at once: growing it step by step was 6% of a push's allocations.
-	seen := make(map[uint64]struct{}, series)
+	// The series hashes of all families in one array, and room to sort
+	// one family's: a sorted copy finds a series pushed twice with less
+	// work and memory than a map of them all (a tenth of a push's
+	// allocations).
+	all := make([]uint64, series)
+	sorted := make([]uint64, 0, series)
 	kp := newKeyPairs(key)
 	// At most every grouping label and instance are added to every metric.
 	kp.free = slices.Grow(labels[:0], pairs+series*(len(kp.pairs)+1))
@@ -93,7 +97,8 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 		if err := checkFamily(mf, scheme); err != nil {
 			return nil, err
 		}
-		hashes := make([]uint64, len(mf.Metric))
+		hashes := all[:len(mf.Metric):len(mf.Metric)]
+		all = all[len(mf.Metric):]
 		for i, m := range mf.Metric {
 			kp.sanitize(m)
 			if err := checkLabelLimits(name, m, lim); err != nil {
@@ -102,13 +107,15 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 			if err := checkLabels(name, mf.GetType(), m, scheme); err != nil {
 				return nil, err
 			}
-			h := seriesHash(name, m.Label)
-			if _, dup := seen[h]; dup {
-				return nil, invalidf("%s was collected before with the same name and label values (the push contains it twice)",
-					collected(name, formatLabels(m.Label)))
+			hashes[i] = seriesHash(name, m.Label)
+		}
+		// The hash covers the name: a series can only repeat within its family.
+		sorted = append(sorted[:0], hashes...)
+		slices.Sort(sorted)
+		for k := 1; k < len(sorted); k++ {
+			if sorted[k] == sorted[k-1] {
+				return nil, duplicateSeries(name, mf.Metric, hashes)
 			}
-			seen[h] = struct{}{}
-			hashes[i] = h
 		}
 		f, err := family.New(mf, now)
 		if err != nil {
@@ -119,6 +126,20 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 		p.metrics = append(p.metrics, mf.Metric)
 	}
 	return p, nil
+}
+
+// duplicateSeries is the error for a family whose metrics have repeated
+// hashes: it names the first metric whose series came before.
+func duplicateSeries(name string, metrics []*dto.Metric, hashes []uint64) error {
+	seen := make(map[uint64]bool, len(hashes))
+	for i, h := range hashes {
+		if seen[h] {
+			return invalidf("%s was collected before with the same name and label values (the push contains it twice)",
+				collected(name, formatLabels(metrics[i].Label)))
+		}
+		seen[h] = true
+	}
+	return nil
 }
 
 // checkFamily checks the name and that each metric carries the value its
