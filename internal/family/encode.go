@@ -277,7 +277,11 @@ func (sc *scratch) textLines(mf *dto.MetricFamily) (ok bool, err error) {
 	name := mf.GetName()
 	typ := mf.GetType()
 	b := sc.text[:0]
-	defer func() { sc.text = b }()
+	defer func() {
+		sc.text = b
+		clear(sc.checked) // pooled: must not keep the push's names alive
+		sc.checked = sc.checked[:0]
+	}()
 	fail := func(what string, m *dto.Metric) (bool, error) {
 		if NeedsEscaping(mf) {
 			return false, nil
@@ -291,9 +295,17 @@ func (sc *scratch) textLines(mf *dto.MetricFamily) (ok bool, err error) {
 		// The label pairs, written once for all the lines of the metric
 		// (a histogram has many).
 		labels := sc.labels[:0]
-		for _, lp := range m.Label {
-			if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
-				return false, nil
+		for k, lp := range m.Label {
+			// Parsed label names are interned, so metrics share their
+			// pointers: a name checked at this position before is valid.
+			if k >= len(sc.checked) || sc.checked[k] != lp.Name || lp.Name == nil {
+				if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
+					return false, nil
+				}
+				if k >= len(sc.checked) {
+					sc.checked = append(sc.checked, lp.Name)
+				}
+				sc.checked[k] = lp.Name
 			}
 			labels = append(labels, lp.GetName()...)
 			labels = append(labels, `="`...)

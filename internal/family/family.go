@@ -107,6 +107,8 @@ type scratch struct {
 	raw    []byte // protobuf
 	text   []byte // text lines
 	labels []byte // one metric's label pairs, as text
+	// checked holds, by position, the label names textLines found valid.
+	checked []*string
 	enc    []byte // s2 output, of the worst-case size
 }
 
