@@ -109,7 +109,7 @@ type scratch struct {
 	labels []byte // one metric's label pairs, as text
 	// checked holds, by position, the label names textLines found valid.
 	checked []*string
-	enc    []byte // s2 output, of the worst-case size
+	enc     []byte // s2 output, of the worst-case size
 }
 
 var scratchPool = sync.Pool{New: func() any { return new(scratch) }}
