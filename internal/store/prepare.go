@@ -84,6 +84,7 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 	all := make([]uint64, series)
 	sorted := make([]uint64, 0, series)
 	kp := newKeyPairs(key)
+	var known knownLabels
 	// At most every grouping label and instance are added to every metric.
 	kp.free = slices.Grow(labels[:0], pairs+series*(len(kp.pairs)+1))
 	kp.free = kp.free[:cap(kp.free)]
@@ -104,7 +105,7 @@ func prepare(key grouping.Key, fams map[string]*dto.MetricFamily, scheme model.V
 			if err := checkLabelLimits(name, m, lim); err != nil {
 				return nil, err
 			}
-			if err := checkLabels(name, mf.GetType(), m, scheme); err != nil {
+			if err := checkLabels(name, mf.GetType(), m, scheme, &known); err != nil {
 				return nil, err
 			}
 			hashes[i] = seriesHash(name, m.Label)
@@ -224,14 +225,14 @@ func clip(s string) string {
 }
 
 // checkLabels applies client_golang's per-metric rules to a sanitized metric.
-func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.ValidationScheme) error {
+func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.ValidationScheme, known *knownLabels) error {
 	prev := ""
 	for i, lp := range m.Label {
 		ln := lp.GetName()
 		if i > 0 && ln == prev {
 			return invalidf("%s has two or more labels with the same name: %s", collected(name, formatLabels(m.Label)), ln)
 		}
-		if !scheme.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix) {
+		if !known.has(&known.names, i, lp.Name) && (!scheme.IsValidLabelName(ln) || strings.HasPrefix(ln, model.ReservedLabelPrefix)) {
 			return invalidf("%s has a label with an invalid name: %s", collected(name, formatLabels(m.Label)), ln)
 		}
 		if typ == dto.MetricType_SUMMARY && ln == quantileLabel {
@@ -242,12 +243,34 @@ func checkLabels(name string, typ dto.MetricType, m *dto.Metric, scheme model.Va
 			// exposition. Worded like the quantile case.
 			return invalidf("%s must not have an explicit %q label", collected(name, formatLabels(m.Label)), bucketLabel)
 		}
-		if !utf8.ValidString(lp.GetValue()) {
+		if !known.has(&known.values, i, lp.Value) && !utf8.ValidString(lp.GetValue()) {
 			return invalidf("%s has a label named %q whose value is not utf8: %q", collected(name, formatLabels(m.Label)), ln, lp.GetValue())
 		}
+		known.add(&known.names, i, lp.Name)
+		known.add(&known.values, i, lp.Value)
 		prev = ln
 	}
 	return nil
+}
+
+// knownLabels remembers, by position in a metric's labels, the last label
+// name and value checkLabels found valid. A decoded text push shares them
+// between metrics (textparse interns names and repeated values), so most
+// checks are a pointer comparison: name and UTF-8 checks were 2 % of a
+// push's CPU. It is for one push.
+type knownLabels struct {
+	names, values []*string
+}
+
+func (k *knownLabels) has(at *[]*string, i int, s *string) bool {
+	return s != nil && i < len(*at) && (*at)[i] == s
+}
+
+func (k *knownLabels) add(at *[]*string, i int, s *string) {
+	for len(*at) <= i {
+		*at = append(*at, nil)
+	}
+	(*at)[i] = s
 }
 
 // sanitizeLabels sets the grouping labels on m (their values win over pushed
@@ -342,16 +365,19 @@ func (k *keyPairs) grow(labels []*dto.LabelPair, n int) []*dto.LabelPair {
 // seriesHash identifies a series by metric name and sorted label pairs, as
 // client_golang's consistency check does.
 func seriesHash(name string, labels []*dto.LabelPair) uint64 {
-	h := xxhash.New()
-	_, _ = h.WriteString(name)
-	_, _ = h.Write([]byte{model.SeparatorByte})
+	// The bytes gathered on the stack (for most series) and hashed at
+	// once: the streaming digest's nine calls per label were 3 % of a
+	// push's CPU. The hashes are stored: the bytes hashed must not change.
+	var arr [256]byte
+	b := append(arr[:0], name...)
+	b = append(b, model.SeparatorByte)
 	for _, lp := range labels {
-		_, _ = h.WriteString(lp.GetName())
-		_, _ = h.Write([]byte{model.SeparatorByte})
-		_, _ = h.WriteString(lp.GetValue())
-		_, _ = h.Write([]byte{model.SeparatorByte})
+		b = append(b, lp.GetName()...)
+		b = append(b, model.SeparatorByte)
+		b = append(b, lp.GetValue()...)
+		b = append(b, model.SeparatorByte)
 	}
-	return h.Sum64()
+	return xxhash.Sum64(b)
 }
 
 func formatLabels(labels []*dto.LabelPair) string {

@@ -11,6 +11,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/pushgate/pushgate/internal/grouping"
 )
@@ -204,6 +205,58 @@ func TestIndexBookkeeping(t *testing.T) {
 					}
 				}
 			})
+		}
+	}
+}
+
+// TestSeriesHashIsStable pins seriesHash: the hashes are stored with every
+// group, and a stored hash that no longer matches would let a series be
+// pushed into two groups. The values are those of xxhash's streaming
+// digest over the same bytes, which computed them before.
+func TestSeriesHashIsStable(t *testing.T) {
+	for _, tc := range []struct {
+		labels []*dto.LabelPair
+		want   uint64
+	}{
+		{nil, 0x968c717f359fcc9d},
+		{[]*dto.LabelPair{{Name: proto.String("instance"), Value: proto.String("")}, {Name: proto.String("job"), Value: proto.String("j")}}, 0xb11cea0bcff65a0d},
+		// Longer than the stack buffer.
+		{[]*dto.LabelPair{{Name: proto.String("a"), Value: proto.String(string(make([]byte, 300)))}}, 0x85966b9b68261966},
+	} {
+		if got := seriesHash("metric_name", tc.labels); got != tc.want {
+			t.Errorf("seriesHash(%v) = %#x, want %#x", tc.labels, got, tc.want)
+		}
+	}
+}
+
+// TestCheckLabelsKnown checks that the pointer cache of checkLabels only
+// skips checks for the very strings it checked: a new string at the same
+// position, valid or not, is checked again.
+func TestCheckLabelsKnown(t *testing.T) {
+	valid, value := "job", "j"
+	bad, badValue := "__reserved", "\xff"
+	metric := func(name, value *string) *dto.Metric {
+		return &dto.Metric{Label: []*dto.LabelPair{{Name: name, Value: value}}}
+	}
+	for _, tc := range []struct {
+		name    string
+		metrics []*dto.Metric
+		wantErr bool
+	}{
+		{"shared valid strings", []*dto.Metric{metric(&valid, &value), metric(&valid, &value)}, false},
+		{"invalid name after a valid one", []*dto.Metric{metric(&valid, &value), metric(&bad, &value)}, true},
+		{"invalid value after a valid one", []*dto.Metric{metric(&valid, &value), metric(&valid, &badValue)}, true},
+		{"equal copy of an invalid name", []*dto.Metric{metric(&valid, &value), metric(proto.String("__reserved"), &value)}, true},
+	} {
+		var known knownLabels
+		var err error
+		for _, m := range tc.metrics {
+			if err = checkLabels("m", dto.MetricType_GAUGE, m, model.UTF8Validation, &known); err != nil {
+				break
+			}
+		}
+		if (err != nil) != tc.wantErr {
+			t.Errorf("%s: err = %v, want error %v", tc.name, err, tc.wantErr)
 		}
 	}
 }
