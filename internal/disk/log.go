@@ -148,7 +148,7 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 		end := parseLog(data, func(seq uint64, o op, key, value []byte) {
 			lists[i] = append(lists[i], record{seq, o, key, value})
 		})
-		if rest := data[end:]; !unused(rest) {
+		if rest := data[end:]; !unused(rest) && (len(lists[i]) == 0 || !leftOver(rest, lists[i][len(lists[i])-1].seq)) {
 			torn = append(torn, fmt.Sprintf("%d bytes at the end of %s", len(rest), LogFileNames[i]))
 		}
 	}
@@ -184,6 +184,16 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 // left from the file's previous use, complete but older.
 func unused(rest []byte) bool {
 	return len(bytes.TrimRight(rest, "\x00")) == 0 || parseLog(rest, func(uint64, op, []byte, []byte) {}) > 0
+}
+
+// leftOver reports whether rest, the bytes after a file's record numbered
+// last, are what a reused file's previous use left where the new records
+// ended inside an older one, rather than a write cut off by a crash: the
+// header there is whole and not the next record's. A write cut off before
+// its header reached the disk leaves the old bytes too, and is taken for
+// them: nothing of it is in the file.
+func leftOver(rest []byte, last uint64) bool {
+	return len(rest) >= recordHeaderSize && binary.LittleEndian.Uint64(rest[8:]) != last+1
 }
 
 // logFiles are the open log files, and which is being appended to.

@@ -119,6 +119,14 @@ func TestReadLogs(t *testing.T) {
 			changes{"a": []byte("a4"), "b": []byte("b5"), "c": nil}, 6, false},
 		{"a reused file's older records", [2][]byte{append(slices.Clone(newer), older...), nil}, 6,
 			changes{"a": []byte("a7"), "d": []byte("d8")}, 8, false},
+		// The new records end 5 bytes into an older record: its tail, then
+		// more older records, is what the file's previous use left.
+		{"new records ending inside an older one", [2][]byte{append(slices.Clone(newer), older[5:]...), nil}, 6,
+			changes{"a": []byte("a7"), "d": []byte("d8")}, 8, false},
+		{"a torn header", [2][]byte{append(slices.Clone(older), newer[:recordHeaderSize-2]...), nil}, 3,
+			changes{"a": []byte("a4"), "b": []byte("b5"), "c": nil}, 6, true},
+		{"a torn record after a reused file's records", [2][]byte{append(slices.Clone(newer), encodeRecords([]testRecord{{9, opPut, "e", "e9"}})[:20]...), nil}, 6,
+			changes{"a": []byte("a7"), "d": []byte("d8")}, 8, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			r := readLogs(tc.files, tc.applied)
