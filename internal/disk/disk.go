@@ -271,7 +271,7 @@ func openChecked(path string, open func(string) (*bolt.DB, error)) (db *bolt.DB,
 		return nil, errors.Join(fmt.Errorf("read storage %s: %w", path, err), db.Close())
 	}
 	if fi.Size() < want {
-		return nil, errors.Join(fmt.Errorf("storage %s is truncated: it has %d bytes, its header says %d (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty)", path, fi.Size(), want), db.Close())
+		return nil, errors.Join(fmt.Errorf("storage %s is truncated: it has %d bytes, its header says %d (%s)", path, fi.Size(), want, LeftAsIs), db.Close())
 	}
 	return db, nil
 }
@@ -1343,10 +1343,14 @@ func (d *DB) walk(tx *bolt.Tx, fn func(k, v []byte) error) error {
 	return nil
 }
 
+// LeftAsIs ends the errors that stop a start over storage that could not be
+// read: how to start empty instead.
+const LeftAsIs = "the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty"
+
 // corruptError is the error of a walk over a file that bbolt found corrupt
 // (r is what it panicked with).
 func corruptError(path string, r any) error {
-	return fmt.Errorf("storage %s is corrupt (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty): %v", path, r)
+	return fmt.Errorf("storage %s is corrupt (%s): %v", path, LeftAsIs, r)
 }
 
 // valueError is the error of a stored value that failed to load.

@@ -148,7 +148,11 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 		end := parseLog(data, func(seq uint64, o op, key, value []byte) {
 			lists[i] = append(lists[i], record{seq, o, key, value})
 		})
-		if rest := data[end:]; !unused(rest) && (len(lists[i]) == 0 || !leftOver(rest, lists[i][len(lists[i])-1].seq)) {
+		var last uint64
+		if n := len(lists[i]); n > 0 {
+			last = lists[i][n-1].seq
+		}
+		if rest := data[end:]; !unused(rest, last, len(lists[i]) > 0) {
 			torn = append(torn, fmt.Sprintf("%d bytes at the end of %s", len(rest), LogFileNames[i]))
 		}
 	}
@@ -179,21 +183,18 @@ func readLogs(files [2][]byte, applied uint64) replayed {
 	return r
 }
 
-// unused reports whether the bytes after a file's last record are what
-// they are without a crash: zeros written ahead (see logFiles), or records
-// left from the file's previous use, complete but older.
-func unused(rest []byte) bool {
-	return len(bytes.TrimRight(rest, "\x00")) == 0 || parseLog(rest, func(uint64, op, []byte, []byte) {}) > 0
-}
-
-// leftOver reports whether rest, the bytes after a file's record numbered
-// last, are what a reused file's previous use left where the new records
-// ended inside an older one, rather than a write cut off by a crash: the
-// header there is whole and not the next record's. A write cut off before
-// its header reached the disk leaves the old bytes too, and is taken for
-// them: nothing of it is in the file.
-func leftOver(rest []byte, last uint64) bool {
-	return len(rest) >= recordHeaderSize && binary.LittleEndian.Uint64(rest[8:]) != last+1
+// unused reports whether rest, the bytes after a file's records, are what
+// they are without a crash: zeros written ahead (see logFiles), or, after
+// a record numbered last, what the file's previous use left (older records,
+// or the tail of one that the new records ended inside): a whole header
+// that is not the next record's. A write cut off before its header reached
+// the disk leaves the old bytes too, and is taken for them: nothing of it
+// is in the file. hasLast is false for a file without records.
+func unused(rest []byte, last uint64, hasLast bool) bool {
+	if len(bytes.TrimRight(rest, "\x00")) == 0 {
+		return true
+	}
+	return hasLast && len(rest) >= recordHeaderSize && binary.LittleEndian.Uint64(rest[8:]) != last+1
 }
 
 // logFiles are the open log files, and which is being appended to.

@@ -26,13 +26,13 @@ import (
 // proto.Marshal writes for them. ok is false, with b unchanged, when a
 // metric has a field this encoder does not write.
 func appendMetricEntries(b []byte, metrics []*dto.Metric) (_ []byte, ok bool) {
-	start := len(b)
 	for _, m := range metrics {
-		n, ok := metricSize(m)
-		if !ok {
-			return b[:start], false
+		if !encodable(m) {
+			return b, false
 		}
-		b = appendMetric(appendLenField(b, 4, n), m)
+	}
+	for _, m := range metrics {
+		b = appendMetric(appendLenField(b, 4, metricSize(m)), m)
 	}
 	return b, true
 }
@@ -60,55 +60,80 @@ const (
 	doubleSize = tagSize + 8
 )
 
-// metricSize is the size of m's encoding, or ok false if m has a field
-// this encoder does not write. Set fields are written even when zero or
-// empty: they are proto2 optional, as proto.Marshal does.
-func metricSize(m *dto.Metric) (n int, ok bool) {
+// encodable reports whether this encoder writes every field m has set.
+func encodable(m *dto.Metric) bool {
 	if unknown(m) {
-		return 0, false
+		return false
 	}
 	for _, lp := range m.Label {
 		if unknown(lp) {
-			return 0, false
+			return false
 		}
+	}
+	if g := m.Gauge; g != nil && unknown(g) {
+		return false
+	}
+	if c := m.Counter; c != nil && (c.Exemplar != nil || c.CreatedTimestamp != nil || unknown(c)) {
+		return false
+	}
+	if u := m.Untyped; u != nil && unknown(u) {
+		return false
+	}
+	if s := m.Summary; s != nil {
+		if s.CreatedTimestamp != nil || unknown(s) {
+			return false
+		}
+		for _, q := range s.Quantile {
+			if unknown(q) {
+				return false
+			}
+		}
+	}
+	if h := m.Histogram; h != nil {
+		// Classic histograms only: a native histogram's fields (schema,
+		// spans, deltas, ...) go through proto.Marshal.
+		if h.Schema != nil || h.ZeroThreshold != nil || h.ZeroCount != nil || h.ZeroCountFloat != nil ||
+			h.NegativeSpan != nil || h.NegativeDelta != nil || h.NegativeCount != nil ||
+			h.PositiveSpan != nil || h.PositiveDelta != nil || h.PositiveCount != nil ||
+			h.CreatedTimestamp != nil || h.Exemplars != nil || unknown(h) {
+			return false
+		}
+		for _, bk := range h.Bucket {
+			if bk.Exemplar != nil || unknown(bk) {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// metricSize is the size of the encoding of m, which must be encodable.
+// Set fields are written even when zero or empty: they are proto2
+// optional, as proto.Marshal does.
+func metricSize(m *dto.Metric) int {
+	n := 0
+	for _, lp := range m.Label {
 		n += lenFieldSize(labelPairSize(lp))
 	}
 	if g := m.Gauge; g != nil {
-		if unknown(g) {
-			return 0, false
-		}
-		n += lenFieldSize(optDoubleSize(g.Value))
+		n += valueMessageSize(g.Value)
 	}
 	if c := m.Counter; c != nil {
-		if c.Exemplar != nil || c.CreatedTimestamp != nil || unknown(c) {
-			return 0, false
-		}
-		n += lenFieldSize(optDoubleSize(c.Value))
-	}
-	if s := m.Summary; s != nil {
-		size, ok := summarySize(s)
-		if !ok {
-			return 0, false
-		}
-		n += lenFieldSize(size)
+		n += valueMessageSize(c.Value)
 	}
 	if u := m.Untyped; u != nil {
-		if unknown(u) {
-			return 0, false
-		}
-		n += lenFieldSize(optDoubleSize(u.Value))
+		n += valueMessageSize(u.Value)
+	}
+	if s := m.Summary; s != nil {
+		n += lenFieldSize(summarySize(s))
 	}
 	if m.TimestampMs != nil {
 		n += tagSize + protowire.SizeVarint(uint64(*m.TimestampMs))
 	}
 	if h := m.Histogram; h != nil {
-		size, ok := histogramSize(h)
-		if !ok {
-			return 0, false
-		}
-		n += lenFieldSize(size)
+		n += lenFieldSize(histogramSize(h))
 	}
-	return n, true
+	return n
 }
 
 func appendMetric(b []byte, m *dto.Metric) []byte {
@@ -118,16 +143,13 @@ func appendMetric(b []byte, m *dto.Metric) []byte {
 		b = appendOptString(b, labelValue, lp.Value)
 	}
 	if g := m.Gauge; g != nil {
-		b = appendLenField(b, metricGauge, optDoubleSize(g.Value))
-		b = appendOptDouble(b, valueField, g.Value)
+		b = appendValueMessage(b, metricGauge, g.Value)
 	}
 	if c := m.Counter; c != nil {
-		b = appendLenField(b, metricCounter, optDoubleSize(c.Value))
-		b = appendOptDouble(b, valueField, c.Value)
+		b = appendValueMessage(b, metricCounter, c.Value)
 	}
 	if s := m.Summary; s != nil {
-		size, _ := summarySize(s)
-		b = appendLenField(b, metricSummary, size)
+		b = appendLenField(b, metricSummary, summarySize(s))
 		b = appendOptUint(b, summaryCount, s.SampleCount)
 		b = appendOptDouble(b, summarySum, s.SampleSum)
 		for _, q := range s.Quantile {
@@ -137,15 +159,13 @@ func appendMetric(b []byte, m *dto.Metric) []byte {
 		}
 	}
 	if u := m.Untyped; u != nil {
-		b = appendLenField(b, metricUntyped, optDoubleSize(u.Value))
-		b = appendOptDouble(b, valueField, u.Value)
+		b = appendValueMessage(b, metricUntyped, u.Value)
 	}
 	if m.TimestampMs != nil {
 		b = appendVarint(appendTag(b, metricTimestamp, protowire.VarintType), uint64(*m.TimestampMs))
 	}
 	if h := m.Histogram; h != nil {
-		size, _ := histogramSize(h)
-		b = appendLenField(b, metricHistogram, size)
+		b = appendLenField(b, metricHistogram, histogramSize(h))
 		b = appendOptUint(b, histogramCount, h.SampleCount)
 		b = appendOptDouble(b, histogramSum, h.SampleSum)
 		for _, bk := range h.Bucket {
@@ -159,37 +179,29 @@ func appendMetric(b []byte, m *dto.Metric) []byte {
 	return b
 }
 
-func summarySize(s *dto.Summary) (n int, ok bool) {
-	if s.CreatedTimestamp != nil || unknown(s) {
-		return 0, false
-	}
-	n = optUintSize(s.SampleCount) + optDoubleSize(s.SampleSum)
-	for _, q := range s.Quantile {
-		if unknown(q) {
-			return 0, false
-		}
-		n += lenFieldSize(optDoubleSize(q.Quantile) + optDoubleSize(q.Value))
-	}
-	return n, true
+// valueMessageSize and appendValueMessage are for a Gauge, Counter or
+// Untyped message, whose one written field is the value.
+func valueMessageSize(v *float64) int { return lenFieldSize(optDoubleSize(v)) }
+
+func appendValueMessage(b []byte, num protowire.Number, v *float64) []byte {
+	b = appendLenField(b, num, optDoubleSize(v))
+	return appendOptDouble(b, valueField, v)
 }
 
-// histogramSize covers classic histograms only: a native histogram's
-// fields (schema, spans, deltas, ...) go through proto.Marshal.
-func histogramSize(h *dto.Histogram) (n int, ok bool) {
-	if h.Schema != nil || h.ZeroThreshold != nil || h.ZeroCount != nil || h.ZeroCountFloat != nil ||
-		h.NegativeSpan != nil || h.NegativeDelta != nil || h.NegativeCount != nil ||
-		h.PositiveSpan != nil || h.PositiveDelta != nil || h.PositiveCount != nil ||
-		h.CreatedTimestamp != nil || h.Exemplars != nil || unknown(h) {
-		return 0, false
+func summarySize(s *dto.Summary) int {
+	n := optUintSize(s.SampleCount) + optDoubleSize(s.SampleSum)
+	for _, q := range s.Quantile {
+		n += lenFieldSize(optDoubleSize(q.Quantile) + optDoubleSize(q.Value))
 	}
-	n = optUintSize(h.SampleCount) + optDoubleSize(h.SampleSum) + optDoubleSize(h.SampleCountFloat)
+	return n
+}
+
+func histogramSize(h *dto.Histogram) int {
+	n := optUintSize(h.SampleCount) + optDoubleSize(h.SampleSum) + optDoubleSize(h.SampleCountFloat)
 	for _, bk := range h.Bucket {
-		if bk.Exemplar != nil || unknown(bk) {
-			return 0, false
-		}
 		n += lenFieldSize(bucketSize(bk))
 	}
-	return n, true
+	return n
 }
 
 func bucketSize(bk *dto.Bucket) int {
@@ -276,37 +288,19 @@ func appendOptUint(b []byte, num protowire.Number, v *uint64) []byte {
 func (sc *scratch) textLines(mf *dto.MetricFamily) (ok bool, err error) {
 	name := mf.GetName()
 	typ := mf.GetType()
-	b := sc.text[:0]
-	defer func() {
-		sc.text = b
-		clear(sc.checked) // pooled: must not keep the push's names alive
-		sc.checked = sc.checked[:0]
-	}()
-	fail := func(what string, m *dto.Metric) (bool, error) {
-		if NeedsEscaping(mf) {
-			return false, nil
-		}
-		return false, fmt.Errorf("encode family %q as text: %s in metric %s", name, what, m)
-	}
-	if !model.LegacyValidation.IsValidMetricName(name) {
+	if NeedsEscaping(mf) {
 		return false, nil
+	}
+	b := sc.text[:0]
+	defer func() { sc.text = b }()
+	fail := func(what string, m *dto.Metric) (bool, error) {
+		return false, fmt.Errorf("encode family %q as text: %s in metric %s", name, what, m)
 	}
 	for _, m := range mf.Metric {
 		// The label pairs, written once for all the lines of the metric
 		// (a histogram has many).
 		labels := sc.labels[:0]
-		for k, lp := range m.Label {
-			// Parsed label names are interned, so metrics share their
-			// pointers: a name checked at this position before is valid.
-			if k >= len(sc.checked) || sc.checked[k] != lp.Name || lp.Name == nil {
-				if !model.LegacyValidation.IsValidLabelName(lp.GetName()) {
-					return false, nil
-				}
-				if k >= len(sc.checked) {
-					sc.checked = append(sc.checked, lp.Name)
-				}
-				sc.checked[k] = lp.Name
-			}
+		for _, lp := range m.Label {
 			labels = append(labels, lp.GetName()...)
 			labels = append(labels, `="`...)
 			labels = appendEscaped(labels, lp.GetValue())

@@ -9,8 +9,7 @@ import (
 // NewGauge is New for a family of one gauge metric with the given labels
 // (sorted, as New needs them) and value: what push_time_seconds and
 // push_failure_time_seconds are, two for every group at every restore and
-// one at every push. Its MetricFamily stays on the stack, because New's
-// encoders do not keep it (BenchmarkNewGauge).
+// one at every push.
 func NewGauge(name, help string, labels []*dto.LabelPair, v float64, t time.Time) (*Family, error) {
 	gauge := dto.Gauge{Value: &v}
 	typ := dto.MetricType_GAUGE

@@ -58,7 +58,7 @@ func (d *diskBackend) healthy() error { return d.db.Healthy() }
 // consulted: a replay is quick next to a shutdown's patience, and half of one
 // is of no use.
 func (d *diskBackend) restore(_ context.Context, st Store) error {
-	const failed = "restore from storage (the file is left as it is; move it away, with the pushgate.wal.* files beside it, to start empty): %w"
+	const failed = "restore from storage (" + disk.LeftAsIs + "): %w"
 	groups, err := d.db.Len()
 	if err != nil {
 		return fmt.Errorf(failed, err)

@@ -229,8 +229,8 @@ func TestSeriesHashIsStable(t *testing.T) {
 	}
 }
 
-// TestCheckLabelsKnown checks that the pointer cache of checkLabels only
-// skips checks for the very strings it checked: a new string at the same
+// TestCheckLabelsKnown checks that checkLabels only skips the checks of
+// the very strings the previous metric had: a new string at the same
 // position, valid or not, is checked again.
 func TestCheckLabelsKnown(t *testing.T) {
 	valid, value := "job", "j"
@@ -248,12 +248,13 @@ func TestCheckLabelsKnown(t *testing.T) {
 		{"invalid value after a valid one", []*dto.Metric{metric(&valid, &value), metric(&valid, &badValue)}, true},
 		{"equal copy of an invalid name", []*dto.Metric{metric(&valid, &value), metric(proto.String("__reserved"), &value)}, true},
 	} {
-		var known knownLabels
+		var prev *dto.Metric
 		var err error
 		for _, m := range tc.metrics {
-			if err = checkLabels("m", dto.MetricType_GAUGE, m, model.UTF8Validation, &known); err != nil {
+			if err = checkLabels("m", dto.MetricType_GAUGE, m, prev, model.UTF8Validation); err != nil {
 				break
 			}
+			prev = m
 		}
 		if (err != nil) != tc.wantErr {
 			t.Errorf("%s: err = %v, want error %v", tc.name, err, tc.wantErr)
