@@ -333,9 +333,30 @@ func initialize(db *bolt.DB) error {
 }
 
 func openBolt(path string) (*bolt.DB, error) {
+	return openBoltPages(path, pageSize)
+}
+
+// pageSize is the page size of a new file (bbolt keeps an existing file's,
+// until a compaction writes a new one). Not the OS's 4 KiB: a group of 100
+// series is a 5-8 KiB value, which needs a leaf of two or more 4 KiB pages,
+// and bbolt pools the buffers of one-page nodes only, so every checkpoint
+// allocated a fresh buffer per group it wrote: the largest item of a push's
+// allocation at 1M series (14.4 KB per push), and the collector's work that
+// comes with it. With 16 KiB pages those leaves are one page, and their
+// buffers are reused. Measured (pushbench push, 1M series, 20 s; 4 KiB vs
+// 16 KiB): server CPU per push 0.608/0.545 vs 0.418/0.494 ms, p99
+// 10.8/10.2 vs 6.6/8.0 ms, database file 101 vs 84 MB; at 100k series the
+// same (compare push -groups 1000: CPU 0.98x, p99 0.96x) and 16.8 MB
+// instead of 8.4 (the file grows in power-of-two steps up to 1 GiB).
+// 32 KiB pages doubled the file at 1M (170 MB). BenchmarkCheckpointPages
+// shows the allocation.
+const pageSize = 16 << 10
+
+func openBoltPages(path string, pageSize int) (*bolt.DB, error) {
 	return bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      2 * time.Second, // another process holds the file lock
 		FreelistType: bolt.FreelistMapType,
+		PageSize:     pageSize,
 	})
 }
 
