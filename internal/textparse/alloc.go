@@ -101,18 +101,26 @@ type slabs struct {
 	ints      slab[int64]
 	strs      slab[string]
 
-	ptrs     []*dto.LabelPair
-	ptrsSize int
+	// ptrs hands out the arrays of Label slices from blocks, which an
+	// Arena keeps and hands out again after reset, as a slab does.
+	ptrs      []*dto.LabelPair
+	ptrsSize  int
+	keepPtrs  bool
+	ptrBlocks [][]*dto.LabelPair
+	ptrReuse  int
 
 	text     []byte
 	textSize int
 }
 
-// Arena lets Parse reuse the messages of an earlier result (dto.Metric,
-// dto.LabelPair, the value messages and their scalars, dto.MetricFamily):
-// after Reset, the next Parse with the same Arena hands them out again,
-// zeroed, instead of allocating new ones. Strings are never reused: label
-// values and names may be kept (a stored family keeps its name and help).
+// Arena lets Parse reuse the memory of an earlier result: the messages
+// (dto.Metric, dto.LabelPair, the value messages and their scalars,
+// dto.MetricFamily), the string headers their *string fields point to, the
+// arrays of their Label slices, and the interned label names. After Reset,
+// the next Parse with the same Arena hands them out again, zeroed, instead
+// of allocating new ones. The bytes of strings are never reused: a string
+// copied out of a result (a stored family's name, a label value in an
+// error) stays valid for good, only the *string and the messages do not.
 //
 // The caller must not use any message of a result parsed with the Arena
 // after calling Reset, nor pass the Arena to two Parse calls at once. Without
@@ -123,7 +131,17 @@ type Arena struct {
 	init bool
 	// br is reused too: strings are copied out of its buffer.
 	br *bufio.Reader
+	// names interns label names across parses: a push repeats the names of
+	// the last one. Bounded by maxArenaNames.
+	names map[string]*labelName
 }
+
+// maxArenaNames and maxArenaNameBytes bound the label names an Arena keeps
+// between parses; past either, Reset starts the table afresh.
+const (
+	maxArenaNames     = 1024
+	maxArenaNameBytes = 64 << 10
+)
 
 // reader returns the Arena's read buffer, reading r.
 func (a *Arena) reader(r io.Reader, size int) *bufio.Reader {
@@ -153,10 +171,27 @@ func (a *Arena) Reset() {
 	s.floats.reset()
 	s.uints.reset()
 	s.ints.reset()
-	// The strings are the result's, never reused: a pooled Arena must not
-	// keep them (and the blocks they sit in, or a HELP of megabytes) alive
-	// until its next Parse.
-	s.dropStrings()
+	s.strs.reset()
+	s.resetPtrs()
+	// The bytes of strings are the result's, never reused: a pooled Arena
+	// must not keep them (and the blocks they sit in, or a HELP of
+	// megabytes) alive until its next Parse.
+	s.dropText()
+	a.resetNames()
+}
+
+// resetNames forgets the last value of each interned label name, which
+// points into the reset string headers, or the whole table if it grew past
+// its bounds.
+func (a *Arena) resetNames() {
+	n := 0
+	for name, ln := range a.names {
+		ln.last = nil
+		n += len(name)
+	}
+	if len(a.names) > maxArenaNames || n > maxArenaNameBytes {
+		a.names = nil
+	}
 }
 
 // slabs returns the Arena's slabs for one Parse, with fresh strings.
@@ -166,24 +201,51 @@ func (a *Arena) slabs() *slabs {
 		a.init = true
 		s.metrics.keep, s.pairs.keep, s.counters.keep, s.gauges.keep = true, true, true, true
 		s.untypeds.keep, s.quantiles.keep, s.buckets.keep, s.families.keep = true, true, true, true
-		s.floats.keep, s.uints.keep, s.ints.keep = true, true, true
+		s.floats.keep, s.uints.keep, s.ints.keep, s.strs.keep, s.keepPtrs = true, true, true, true, true
 	}
-	s.dropStrings()
+	s.dropText()
 	return s
 }
 
-// dropStrings starts afresh what a result owns and an Arena never reuses:
-// its strings and the arrays of its label slices.
-func (s *slabs) dropStrings() {
-	s.strs = slab[string]{}
-	s.ptrs, s.ptrsSize = nil, 0
+// labelNames returns the Arena's interned label names for one Parse.
+// Without a Reset in between, a last value may come from the previous
+// result, which is still valid: results then share a *string, as Parse
+// allows.
+func (a *Arena) labelNames() map[string]*labelName {
+	if a.names == nil {
+		a.names = map[string]*labelName{}
+	}
+	return a.names
+}
+
+// dropText starts afresh the bytes of the strings, which a result owns and
+// an Arena never reuses.
+func (s *slabs) dropText() {
 	s.text, s.textSize = nil, 0
+}
+
+// resetPtrs zeroes the kept arrays of Label slices and makes them available
+// again, as slab.reset does.
+func (s *slabs) resetPtrs() {
+	for _, b := range s.ptrBlocks[:s.ptrReuse] {
+		clear(b)
+	}
+	s.ptrs, s.ptrReuse = nil, 0
 }
 
 func (s *slabs) pairPtrs(n int) []*dto.LabelPair {
 	if n > len(s.ptrs) {
-		s.ptrsSize = min(max(2*s.ptrsSize, 16), 4*maxSlab)
-		s.ptrs = make([]*dto.LabelPair, max(n, s.ptrsSize))
+		if s.ptrReuse < len(s.ptrBlocks) && n <= len(s.ptrBlocks[s.ptrReuse]) {
+			s.ptrs = s.ptrBlocks[s.ptrReuse]
+			s.ptrReuse++
+		} else {
+			s.ptrsSize = min(max(2*s.ptrsSize, 16), 4*maxSlab)
+			s.ptrs = make([]*dto.LabelPair, max(n, s.ptrsSize))
+			if s.keepPtrs && s.ptrReuse == len(s.ptrBlocks) && len(s.ptrBlocks) < maxKeptBlocks {
+				s.ptrBlocks = append(s.ptrBlocks, s.ptrs)
+				s.ptrReuse++
+			}
+		}
 	}
 	// Capacity n: an append by the caller copies instead of overwriting the
 	// next metric's labels.

@@ -81,19 +81,29 @@ func compareWithExpfmt(t *testing.T, in []byte, scheme model.ValidationScheme) {
 		name    string
 		reader  func() io.Reader
 		bufSize int
+		arena   bool
 	}{
-		{"plain", func() io.Reader { return bytes.NewReader(in) }, readBufSize},
+		{"plain", func() io.Reader { return bytes.NewReader(in) }, readBufSize, false},
 		// Lines longer than the buffer, and a read error instead of EOF.
-		{"tiny-buffer-failing-reader", func() io.Reader { return failingReader{bytes.NewReader(in)} }, 16},
+		{"tiny-buffer-failing-reader", func() io.Reader { return failingReader{bytes.NewReader(in)} }, 16, false},
+		// An Arena reset after a parse of the same input: every message,
+		// string header, label array and interned name is a reused one.
+		{"reused-arena", func() io.Reader { return bytes.NewReader(in) }, readBufSize, true},
 	} {
 		want, wantErr, panicked := expfmtParse(variant.reader(), scheme)
 		var log chargeLog
-		got, err := parse(variant.reader(), Options{Scheme: scheme, Charge: func(n int, b int64) error {
+		opts := Options{Scheme: scheme, Charge: func(n int, b int64) error {
 			if n < 0 || b < 0 {
 				t.Fatalf("Charge(%d, %d): negative", n, b)
 			}
 			return log.charge(n, b)
-		}}, variant.bufSize)
+		}}
+		if variant.arena {
+			opts.Arena = &Arena{}
+			_, _ = parse(variant.reader(), Options{Scheme: scheme, Arena: opts.Arena}, variant.bufSize)
+			opts.Arena.Reset()
+		}
+		got, err := parse(variant.reader(), opts, variant.bufSize)
 		where := fmt.Sprintf("%s, scheme %s, input %q", variant.name, scheme, in)
 		if panicked {
 			// expfmt crashes; all we ask is an error instead.

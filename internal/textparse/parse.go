@@ -91,14 +91,15 @@ func parse(r io.Reader, opts Options, bufSize int) (map[string]*dto.MetricFamily
 		charge:   opts.Charge,
 		maxLine:  opts.MaxLineBytes,
 		fams:     map[string]*dto.MetricFamily{},
-		names:    map[string]*labelName{},
 		quantile: math.NaN(),
 		bucket:   math.NaN(),
 	}
 	if opts.Arena != nil {
 		p.slabs = opts.Arena.slabs()
+		p.names = opts.Arena.labelNames()
 	} else {
 		p.slabs = &slabs{}
+		p.names = map[string]*labelName{}
 	}
 	p.sig.nilMap = true
 	return p.run()

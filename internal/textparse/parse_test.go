@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -242,30 +243,75 @@ func TestArenaReuse(t *testing.T) {
 }
 
 // TestArenaResetDropsStrings checks that a Reset Arena, which waits in a
-// pool for the next push, keeps no string of the last result alive: a HELP
-// of megabytes must go with the result, not stay with the Arena.
+// pool for the next push, keeps no big string of the last result alive: a
+// HELP or a label name of a megabyte must go with the result, not stay
+// with the Arena.
 func TestArenaResetDropsStrings(t *testing.T) {
+	big := strings.Repeat("h", 1<<20)
+	for _, tc := range []struct {
+		name, body string
+		get        func(map[string]*dto.MetricFamily) string
+	}{
+		{"help", "# HELP big " + big + "\nbig{a=\"b\"} 1\n", func(f map[string]*dto.MetricFamily) string { return f["big"].GetHelp() }},
+		{"label name", "big{" + big + "=\"b\"} 1\n", func(f map[string]*dto.MetricFamily) string { return f["big"].Metric[0].Label[0].GetName() }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			arena := &Arena{}
+			fams, err := Parse(strings.NewReader(tc.body), Options{Scheme: model.UTF8Validation, Arena: arena})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := tc.get(fams); got != big {
+				t.Fatalf("string of %d bytes, want %d", len(got), len(big))
+			}
+			collected := make(chan struct{})
+			runtime.AddCleanup(unsafe.StringData(tc.get(fams)), func(ch chan struct{}) { close(ch) }, collected)
+			fams = nil
+			arena.Reset()
+			for range 10 {
+				runtime.GC()
+				select {
+				case <-collected:
+					runtime.KeepAlive(arena)
+					return
+				case <-time.After(10 * time.Millisecond):
+				}
+			}
+			t.Fatal("the string is still reachable after Reset: the Arena holds it")
+		})
+	}
+}
+
+// TestArenaStringsOutliveReset checks what the store relies on: a string
+// copied out of a result (a name kept in an error, a label value) keeps
+// its value after Reset and after the next Parse reuses the messages and
+// their *string fields.
+func TestArenaStringsOutliveReset(t *testing.T) {
 	arena := &Arena{}
-	help := strings.Repeat("h", 1<<20)
-	fams, err := Parse(strings.NewReader("# HELP big "+help+"\nbig{a=\"b\"} 1\n"), Options{Scheme: model.UTF8Validation, Arena: arena})
+	opts := Options{Scheme: model.UTF8Validation, Arena: arena}
+	fams, err := Parse(strings.NewReader("m{job=\"first\",instance=\"a\"} 1\nm{job=\"first\",instance=\"b\"} 2\n"), opts)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := fams["big"].GetHelp(); got != help {
-		t.Fatalf("help of %d bytes, want %d", len(got), len(help))
-	}
-	collected := make(chan struct{})
-	runtime.AddCleanup(unsafe.StringData(fams["big"].GetHelp()), func(ch chan struct{}) { close(ch) }, collected)
-	fams = nil
-	arena.Reset()
-	for range 10 {
-		runtime.GC()
-		select {
-		case <-collected:
-			runtime.KeepAlive(arena)
-			return
-		case <-time.After(10 * time.Millisecond):
+	var kept []string
+	for _, m := range fams["m"].Metric {
+		for _, lp := range m.Label {
+			kept = append(kept, lp.GetName(), lp.GetValue())
 		}
 	}
-	t.Fatal("the HELP string is still reachable after Reset: the Arena holds it")
+	want := []string{"job", "first", "instance", "a", "job", "first", "instance", "b"}
+	arena.Reset()
+	for range 3 {
+		next, err := Parse(strings.NewReader("m{job=\"second\",instance=\"x\"} 1\nm{job=\"second\",instance=\"y\"} 2\n"), opts)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := next["m"].Metric[1].Label[0].GetValue(); got != "second" {
+			t.Fatalf("job of the next result = %q, want second", got)
+		}
+		arena.Reset()
+	}
+	if !slices.Equal(kept, want) {
+		t.Errorf("strings copied out of a result became %q after Reset, want %q", kept, want)
+	}
 }
