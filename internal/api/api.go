@@ -175,7 +175,7 @@ func (a *API) metrics(w http.ResponseWriter, _ *http.Request) {
 			"labels":               g.Key.Map(),
 			"last_push_successful": g.LastPushSuccessful(),
 		}
-		for name, f := range g.Families {
+		for name, f := range g.Families.All() {
 			mf, err := f.Decode()
 			if err != nil {
 				a.logger.Error("decode stored family", "grouping_key", g.Key.String(), "family", name, "err", err)

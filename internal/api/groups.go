@@ -150,7 +150,7 @@ func (a *API) listGroups(w http.ResponseWriter, r *http.Request) {
 			LastPushTime:       timeOrNil(g.PushTime),
 			LastFailureTime:    timeOrNil(g.FailTime),
 			LastPushSuccessful: g.LastPushSuccessful(),
-			Families:           len(g.Families),
+			Families:           g.Families.Len(),
 			Series:             g.Series(),
 		}
 		if at, ok := a.store.Deadline(g); ok {

@@ -201,7 +201,7 @@ func TestEtcdLimits(t *testing.T) {
 	if !errors.As(err, &limit) || limit.Kind != store.StoredBytes {
 		t.Fatalf("big push: %v, want a StoredBytes limit", err)
 	}
-	if g := st.Group(key.ID()); g == nil || g.Families["small"] == nil || g.Families["big"] != nil {
+	if g := st.Group(key.ID()); g == nil || g.Families.Get("small") == nil || g.Families.Get("big") != nil {
 		t.Errorf("group changed by a refused push")
 	}
 }
@@ -459,7 +459,7 @@ func TestAcknowledgedWritesSurvive(t *testing.T) {
 			got := 0
 			for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
 				got = 0
-				if g := st.Group(key.ID()); g != nil && g.Families["v"] != nil {
+				if g := st.Group(key.ID()); g != nil && g.Families.Get("v") != nil {
 					got = int(valueOf(t, g))
 				}
 				if slices.Contains(allowed, got) {
@@ -475,7 +475,7 @@ func TestAcknowledgedWritesSurvive(t *testing.T) {
 
 func valueOf(t *testing.T, g *store.Group) float64 {
 	t.Helper()
-	text, err := g.Families["v"].AppendText(nil)
+	text, err := g.Families.Get("v").AppendText(nil)
 	if err != nil {
 		t.Fatal(err)
 	}

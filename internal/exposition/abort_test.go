@@ -58,10 +58,7 @@ func viewOf(t *testing.T, fams ...*family.Family) fixedView {
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := &store.Group{Key: k, Families: map[string]*family.Family{}}
-	for _, f := range fams {
-		g.Families[f.Name] = f
-	}
+	g := &store.Group{Key: k, Families: store.MakeFamilies(fams...)}
 	return fixedView{&store.View{Gen: 1, Groups: []*store.Group{g}}}
 }
 

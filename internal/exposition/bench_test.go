@@ -76,7 +76,7 @@ func BenchmarkScrape(b *testing.B) {
 				if tc.encoding != "" && !tc.cold {
 					var gz, s2 int
 					for _, g := range st.View().Groups {
-						for _, f := range g.Families {
+						for _, f := range g.Families.All() {
 							gz += f.GzipSize()
 							s2 += f.Size()
 						}

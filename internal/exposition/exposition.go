@@ -94,7 +94,7 @@ func (h *Handler) currentPlan() *plan {
 	}
 	byName := map[string]*entry{}
 	for _, g := range v.Groups {
-		for _, f := range g.Families {
+		for _, f := range g.Families.All() {
 			if f.Series == 0 {
 				continue
 			}

@@ -247,7 +247,7 @@ func wantSeries(t testing.TB, st *store.Store, own prometheus.Gatherer) []string
 		all[mf.GetName()].Metric = append(all[mf.GetName()].Metric, mf.Metric...)
 	}
 	for _, g := range st.View().Groups {
-		for _, f := range g.Families {
+		for _, f := range g.Families.All() {
 			mf, err := f.Decode()
 			if err != nil {
 				t.Fatal(err)

@@ -682,7 +682,7 @@ func TestPushRealStoreKeepsNoParsedMessage(t *testing.T) {
 		t.Helper()
 		var b []byte
 		for _, name := range []string{"m", "s"} {
-			if b, err = st.Group(key.ID()).Families[name].AppendText(b); err != nil {
+			if b, err = st.Group(key.ID()).Families.Get(name).AppendText(b); err != nil {
 				t.Fatal(err)
 			}
 		}

@@ -64,7 +64,7 @@ func TestImportReference(t *testing.T) {
 			continue
 		}
 		for _, name := range fams {
-			if g.Families[name] == nil {
+			if g.Families.Get(name) == nil {
 				t.Errorf("group %s: family %s missing", key, name)
 			}
 		}

@@ -141,8 +141,8 @@ func gaugeTime(mf *dto.MetricFamily) time.Time {
 func Groups(v *store.View) (gobfile.Groups, error) {
 	out := make(gobfile.Groups, len(v.Groups))
 	for _, g := range v.Groups {
-		metrics := make(map[string]gobfile.TimestampedFamily, len(g.Families))
-		for name, f := range g.Families {
+		metrics := make(map[string]gobfile.TimestampedFamily, g.Families.Len())
+		for name, f := range g.Families.All() {
 			mf, err := f.Decode()
 			if err != nil {
 				return nil, err

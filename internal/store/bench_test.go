@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -194,6 +195,33 @@ func BenchmarkView(b *testing.B) {
 					b.Fatalf("%d groups", len(v.Groups))
 				}
 			}
+		})
+	}
+}
+
+// BenchmarkCollect is one full garbage collection with a store of the given
+// size live: the collector's marking grows with the heap objects the
+// stored groups hold, and at 1M series it sets the push latency's tail
+// (see docs/performance.md). objects/series is the heap objects per stored
+// series.
+//
+//	go test -run='^$' -bench=BenchmarkCollect -benchtime=20x ./internal/store/
+func BenchmarkCollect(b *testing.B) {
+	clear(filled) // measure one store at a time
+	for _, sz := range benchSizes {
+		b.Run(sz.name, func(b *testing.B) {
+			s, _ := filledStore(b, sz.groups)
+			runtime.GC()
+			var before, after runtime.MemStats
+			runtime.ReadMemStats(&before)
+			b.ResetTimer()
+			for b.Loop() {
+				runtime.GC()
+			}
+			b.StopTimer()
+			runtime.ReadMemStats(&after)
+			b.ReportMetric(float64(after.HeapObjects)/float64(sz.groups*seriesPerGroup), "objects/series")
+			runtime.KeepAlive(s)
 		})
 	}
 }

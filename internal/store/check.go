@@ -19,8 +19,8 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if old == nil {
 			return false
 		}
-		f, ok := old.Families[name]
-		return ok && f.Series > 0 && (replace || p.has(name))
+		f := old.Families.Get(name)
+		return f != nil && f.Series > 0 && (replace || p.has(name))
 	}
 	// elsewhere returns the entry of name if a family of that name will
 	// remain outside this group: in another group or among the gateway's own.

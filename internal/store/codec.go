@@ -55,8 +55,8 @@ func encodeGroup(g *Group) []byte {
 // it needs.
 func appendGroup(b []byte, g *Group) []byte {
 	size := 64
-	for _, f := range g.Families {
-		size += len(f.Name) + len(f.Help) + f.Size() + 8*len(g.hashes[f.Name]) + 48
+	for _, m := range g.Families.list {
+		size += len(m.f.Name) + len(m.f.Help) + m.f.Size() + 8*len(m.hashes) + 48
 	}
 	b = slices.Grow(b, size)
 	start := len(b)
@@ -72,14 +72,15 @@ func appendGroup(b []byte, g *Group) []byte {
 	b = binary.AppendVarint(b, unixNano(g.FailTime))
 	b = binary.AppendVarint(b, int64(g.ExpireAfter))
 	n := 0
-	for name := range g.Families {
-		if name != PushTimeName && name != PushFailureName {
+	for _, m := range g.Families.list {
+		if m.f.Name != PushTimeName && m.f.Name != PushFailureName {
 			n++
 		}
 	}
 	b = binary.AppendUvarint(b, uint64(n))
-	for name, f := range g.Families {
-		if name == PushTimeName || name == PushFailureName {
+	for _, m := range g.Families.list {
+		f := m.f
+		if f.Name == PushTimeName || f.Name == PushFailureName {
 			continue
 		}
 		b = appendString(b, f.Name)
@@ -95,7 +96,7 @@ func appendGroup(b []byte, g *Group) []byte {
 			b = append(b, 1)
 			b = appendBytes(b, text)
 		}
-		for _, h := range g.hashes[name] {
+		for _, h := range m.hashes {
 			b = binary.LittleEndian.AppendUint64(b, h)
 		}
 	}
@@ -237,8 +238,8 @@ func decodeGroup(v []byte) (*Group, error) {
 		// Before sizing anything by a count that is not to be trusted.
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, d.err)
 	}
-	g.Families = make(map[string]*family.Family, n+2)
-	g.hashes = make(map[string][]uint64, n+2)
+	// Room for the timestamp families, which the caller adds.
+	members := make([]member, 0, n+2)
 	for i := uint64(0); d.err == nil && i < n; i++ {
 		name, help := d.string(), d.string()
 		typ, t, series := dto.MetricType(d.uvarint()), fromUnixNano(d.varint()), d.uvarint()
@@ -263,13 +264,22 @@ func decodeGroup(v []byte) (*Group, error) {
 		for j := range hashes {
 			hashes[j] = d.uint64()
 		}
-		g.Families[f.Name] = f
+		m := member{f: f}
 		if f.Series > 0 {
-			g.hashes[f.Name] = hashes
+			m.hashes = hashes
 		}
+		members = append(members, m)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.err = errors.New("trailing bytes")
+	}
+	if d.err == nil {
+		g.Families = makeFamilies(members)
+		for i := 1; i < len(members); i++ {
+			if members[i].f.Name == members[i-1].f.Name {
+				d.err = fmt.Errorf("family %q twice", members[i].f.Name)
+			}
+		}
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("%w: %v", ErrCorrupt, d.err)

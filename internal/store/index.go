@@ -20,7 +20,8 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 		r.num = ng.num
 	}
 	num := ng.num
-	for name, f := range ng.Families {
+	for _, m := range ng.Families.list {
+		name, f := m.f.Name, m.f
 		if f.Series == 0 {
 			continue
 		}
@@ -42,10 +43,10 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 			e.typ = f.Type
 			e.retyping++
 		}
-		if old != nil && old.Families[name] == f {
+		if old != nil && old.Families.Get(name) == f {
 			continue // unchanged family, already indexed
 		}
-		for _, h := range ng.hashes[name] {
+		for _, h := range m.hashes {
 			if _, ok := s.series[h]; !ok {
 				s.series[h] = num
 				r.hashes = append(r.hashes, h)
@@ -60,8 +61,8 @@ func holds(g *Group, name string) bool {
 	if g == nil {
 		return false
 	}
-	f, ok := g.Families[name]
-	return ok && f.Series > 0
+	f := g.Families.Get(name)
+	return f != nil && f.Series > 0
 }
 
 func (s *Store) undoLocked(r *reservation) {
@@ -121,23 +122,24 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 		}
 	}
 	if old != nil {
-		for name, f := range old.Families {
+		for _, m := range old.Families.list {
+			name, f := m.f.Name, m.f
 			s.stats.Bytes -= f.Size()
 			s.stats.Series -= f.Series
-			if f.Series == 0 || ng.Families[name] == f {
+			if f.Series == 0 || ng.Families.Get(name) == f {
 				continue
 			}
 			if !holds(ng, name) {
 				s.dropNameLocked(name)
 			}
-			s.unindexSeriesLocked(num, old.hashes[name], ng.hashes[name])
+			s.unindexSeriesLocked(num, m.hashes, ng.Families.hashes(name))
 		}
 	} else {
 		s.stats.Groups++
 	}
-	for _, f := range ng.Families {
-		s.stats.Bytes += f.Size()
-		s.stats.Series += f.Series
+	for _, m := range ng.Families.list {
+		s.stats.Bytes += m.f.Size()
+		s.stats.Series += m.f.Series
 	}
 	s.groups[id] = ng
 	s.scheduleLocked(ng)
@@ -186,14 +188,14 @@ func (s *Store) deleteLocked(id string) {
 	if old == nil {
 		return
 	}
-	for name, f := range old.Families {
-		s.stats.Bytes -= f.Size()
-		s.stats.Series -= f.Series
-		if f.Series == 0 {
+	for _, m := range old.Families.list {
+		s.stats.Bytes -= m.f.Size()
+		s.stats.Series -= m.f.Series
+		if m.f.Series == 0 {
 			continue
 		}
-		s.dropNameLocked(name)
-		s.unindexSeriesLocked(old.num, old.hashes[name], nil)
+		s.dropNameLocked(m.f.Name)
+		s.unindexSeriesLocked(old.num, m.hashes, nil)
 	}
 	s.freeNumLocked(old.num)
 	delete(s.groups, id)

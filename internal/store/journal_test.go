@@ -31,7 +31,7 @@ func storeText(t *testing.T, s *store.Store) string {
 	t.Helper()
 	var lines []string
 	for _, g := range s.View().Groups {
-		for _, f := range g.Families {
+		for _, f := range g.Families.All() {
 			text, err := f.AppendText(nil)
 			if err != nil {
 				t.Fatal(err)

@@ -182,9 +182,9 @@ func (s *Store) decodeValue(value []byte) (*Group, *prepared, error) {
 		return nil, nil, err
 	}
 	p := &prepared{}
-	for name, f := range g.Families {
-		p.families = append(p.families, f)
-		p.series = append(p.series, g.hashes[name])
+	for _, m := range g.Families.list {
+		p.families = append(p.families, m.f)
+		p.series = append(p.series, m.hashes)
 	}
 	if err := s.addTimestamps(p, g.Key, g.PushTime, g.FailTime); err != nil {
 		return nil, nil, err

@@ -175,8 +175,9 @@ func (s *Store) sharedWriteLocked(id string, old, ng *Group, instances map[uint6
 	changes, compares := map[int]bool{}, map[int]bool{}
 	if ng != nil {
 		job, instance, keyed := jobInstance(ng.Key)
-		for name, f := range ng.Families {
-			if f.Series == 0 || (old != nil && old.Families[name] == f) {
+		for _, m := range ng.Families.list {
+			name, f := m.f.Name, m.f
+			if f.Series == 0 || (old != nil && old.Families.Get(name) == f) {
 				continue
 			}
 			if name != PushTimeName && name != PushFailureName {
@@ -192,7 +193,7 @@ func (s *Store) sharedWriteLocked(id string, old, ng *Group, instances map[uint6
 					addNameGuards(compares, name)
 				}
 			}
-			for _, h := range ng.hashes[name] {
+			for _, h := range m.hashes {
 				if owner, ok := s.series[h]; !ok || old == nil || owner != old.num {
 					inst := instance
 					if !keyed {
@@ -204,7 +205,7 @@ func (s *Store) sharedWriteLocked(id string, old, ng *Group, instances map[uint6
 		}
 	}
 	if old != nil {
-		for name, f := range old.Families {
+		for name, f := range old.Families.All() {
 			if e := s.names[name]; f.Series > 0 && !holds(ng, name) && e != nil && !e.reserved && e.groups == 1 {
 				addNameGuards(changes, name) // its last holder
 			}
@@ -361,7 +362,7 @@ func (s *Store) applyLocked(ng *Group) {
 	if old != nil {
 		ng.num = old.num
 	}
-	for name, f := range ng.Families {
+	for name, f := range ng.Families.All() {
 		if e := s.names[name]; f.Series > 0 && e != nil && e.typ != f.Type && e.groups-boolInt(holds(old, name)) > 0 {
 			s.logger.Error("applied group is inconsistent with another group; exposition may fail scrapes until one changes",
 				"grouping_key", ng.Key.String(), "metric", name, "type", f.Type, "other_type", e.typ)

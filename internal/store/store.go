@@ -11,7 +11,6 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/model"
 
-	"github.com/pushgate/pushgate/internal/family"
 	"github.com/pushgate/pushgate/internal/grouping"
 )
 
@@ -19,9 +18,9 @@ import (
 // a push builds a new one and swaps it in, so readers never copy or wait.
 type Group struct {
 	Key grouping.Key
-	// Families by name, including push_time_seconds and
+	// Families, including push_time_seconds and
 	// push_failure_time_seconds. Must not be modified.
-	Families map[string]*family.Family
+	Families Families
 	// PushTime is the last successful push; zero if none succeeded.
 	PushTime time.Time
 	// FailTime is the last failed push; zero if none failed.
@@ -31,10 +30,6 @@ type Group struct {
 	// Options.ExpireAfter applies), NeverExpire that the group never
 	// expires. See Store.Deadline.
 	ExpireAfter time.Duration
-
-	// hashes holds the series hashes of each non-empty family, for
-	// unindexing it when it is replaced.
-	hashes map[string][]uint64
 	// num identifies the group in the series index; it stays the same
 	// across the group's versions.
 	num uint32
@@ -51,8 +46,8 @@ func (g *Group) LastPushSuccessful() bool {
 // Series returns the number of series in the group.
 func (g *Group) Series() int {
 	n := 0
-	for _, f := range g.Families {
-		n += f.Series
+	for _, m := range g.Families.list {
+		n += m.f.Series
 	}
 	return n
 }

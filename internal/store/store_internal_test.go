@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -44,11 +45,13 @@ func checkIndex(t *testing.T, s *Store) {
 			t.Errorf("group %s stored under ID %q", g.Key, id)
 		}
 		st.Groups++
-		for name, f := range g.Families {
+		names := make([]string, 0, g.Families.Len())
+		for name, f := range g.Families.All() {
+			names = append(names, name)
 			st.Bytes += f.Size()
 			st.Series += f.Series
 			if f.Series == 0 {
-				if len(g.hashes[name]) != 0 {
+				if len(g.Families.hashes(name)) != 0 {
 					t.Errorf("group %s: empty family %s has hashes", g.Key, name)
 				}
 				continue
@@ -57,7 +60,7 @@ func checkIndex(t *testing.T, s *Store) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hashes := g.hashes[name]
+			hashes := g.Families.hashes(name)
 			if len(hashes) != len(mf.Metric) {
 				t.Errorf("group %s: family %s has %d hashes for %d metrics", g.Key, name, len(hashes), len(mf.Metric))
 				continue
@@ -79,6 +82,9 @@ func checkIndex(t *testing.T, s *Store) {
 			e.typ = f.Type
 			e.groups++
 			wantNames[name] = e
+		}
+		if !slices.IsSorted(names) || len(slices.Compact(names)) != g.Families.Len() {
+			t.Errorf("group %s: family names %q are not sorted and distinct", g.Key, names)
 		}
 	}
 	gotNames := map[string]entry{}

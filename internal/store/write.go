@@ -104,7 +104,7 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		var failureHash uint64
 		var failTime time.Time
 		if old != nil {
-			failure, failureHash, failTime = old.Families[PushFailureName], old.hashes[PushFailureName][0], old.FailTime
+			failure, failureHash, failTime = old.Families.Get(PushFailureName), old.Families.hashes(PushFailureName)[0], old.FailTime
 		} else {
 			if noFailure == nil {
 				var err error
@@ -225,30 +225,30 @@ func (s *Store) checkTotalLocked(old, ng *Group) error {
 
 // newGroup builds the group that results from applying a checked push to old.
 func newGroup(key grouping.Key, old *Group, replace bool, p *prepared, pushTime, failTime time.Time) *Group {
-	ng := &Group{
-		Key:      key,
-		Families: make(map[string]*family.Family, len(p.families)),
-		hashes:   make(map[string][]uint64, len(p.families)),
-		PushTime: pushTime,
-		FailTime: failTime,
-	}
+	ng := &Group{Key: key, PushTime: pushTime, FailTime: failTime}
+	var members []member
 	if old != nil {
 		ng.num = old.num
-	}
-	if old != nil && !replace {
-		for name, f := range old.Families {
-			if !p.has(name) {
-				ng.Families[name] = f
-				ng.hashes[name] = old.hashes[name]
+		if !replace {
+			members = make([]member, 0, old.Families.Len()+len(p.families))
+			for _, m := range old.Families.list {
+				if !p.has(m.f.Name) {
+					members = append(members, m)
+				}
 			}
 		}
 	}
-	for i, f := range p.families {
-		ng.Families[f.Name] = f
-		if f.Series > 0 {
-			ng.hashes[f.Name] = p.series[i]
-		}
+	if members == nil {
+		members = make([]member, 0, len(p.families))
 	}
+	for i, f := range p.families {
+		m := member{f: f}
+		if f.Series > 0 {
+			m.hashes = p.series[i]
+		}
+		members = append(members, m)
+	}
+	ng.Families = makeFamilies(members)
 	return ng
 }
 
@@ -288,11 +288,10 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 	}
 	err = s.write(key.ID(), func(old *Group) (*Group, error) {
 		if old != nil {
-			ng := old.clone()
-			ng.Families[PushFailureName] = failure
-			ng.hashes[PushFailureName] = []uint64{failureHash}
+			ng := *old
+			ng.Families = old.Families.with(failure, []uint64{failureHash})
 			ng.FailTime = now
-			return ng, nil
+			return &ng, nil
 		}
 		if s.limits.groups > 0 && s.stats.Groups >= s.limits.groups {
 			return nil, nil
@@ -308,27 +307,13 @@ func (s *Store) recordFailure(key grouping.Key, now time.Time) {
 		}
 		return &Group{
 			Key:      key,
-			Families: map[string]*family.Family{PushTimeName: pushTime, PushFailureName: failure},
-			hashes:   map[string][]uint64{PushTimeName: {pushTimeHash}, PushFailureName: {failureHash}},
+			Families: makeFamilies([]member{{pushTime, []uint64{pushTimeHash}}, {failure, []uint64{failureHash}}}),
 			FailTime: now,
 		}, nil
 	}, nil)
 	if err != nil {
 		s.logger.Warn("record push failure", "grouping_key", key.String(), "err", err)
 	}
-}
-
-func (g *Group) clone() *Group {
-	ng := *g
-	ng.Families = make(map[string]*family.Family, len(g.Families))
-	for n, f := range g.Families {
-		ng.Families[n] = f
-	}
-	ng.hashes = make(map[string][]uint64, len(g.hashes))
-	for n, h := range g.hashes {
-		ng.hashes[n] = h
-	}
-	return &ng
 }
 
 // Delete removes the group. Deleting an unknown group is a no-op. An error

@@ -212,7 +212,7 @@ func matchTerm(g *store.Group, t term, matched *[]string) bool {
 		}
 	}
 	found := false
-	for name := range g.Families {
+	for name := range g.Families.All() {
 		if isTimestampFamily(name) || !containsFold(name, t.value) {
 			continue
 		}
@@ -481,7 +481,7 @@ func newGroupInfo(g *store.Group) *groupInfo {
 		sk.WriteString(l.Value)
 		sk.WriteByte(0)
 	}
-	for name, f := range g.Families {
+	for name, f := range g.Families.All() {
 		if isTimestampFamily(name) {
 			continue
 		}

@@ -629,7 +629,7 @@ func testViewImmutable(t *testing.T, newStore func(*testing.T, store.Options) St
 	e.do(put("job=c", "x 1"))
 	e.do(del("job=a"))
 	compare(t, "old View after changes", format(snapshot(t, v, nil)), want)
-	if len(fams) != 4 || fams["bar"] == nil {
+	if fams.Len() != 4 || fams.Get("bar") == nil {
 		t.Errorf("old group's families changed: %v", fams)
 	}
 	e.do(wipe())
@@ -701,7 +701,7 @@ func testConcurrent(t *testing.T, newStore func(*testing.T, store.Options) Store
 				}
 				v := e.s.View()
 				for _, g := range v.Groups {
-					for _, f := range g.Families {
+					for _, f := range g.Families.All() {
 						if _, err := f.Decode(); err != nil {
 							t.Error(err)
 							return

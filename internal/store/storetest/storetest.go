@@ -293,7 +293,7 @@ func snapshot(tb testing.TB, v *store.View, reserved []store.Reserved) []snapGro
 		sg := snapGroup{key: g.Key}
 		want := sanitizedLabels(nil, g.Key)
 		series := 0
-		for name, f := range g.Families {
+		for name, f := range g.Families.All() {
 			if f.Name != name {
 				tb.Errorf("group %s: family %q stored under name %q", g.Key, f.Name, name)
 			}
@@ -327,7 +327,7 @@ func snapshot(tb testing.TB, v *store.View, reserved []store.Reserved) []snapGro
 			}
 		}
 		for _, name := range []string{store.PushTimeName, store.PushFailureName} {
-			if g.Families[name] == nil {
+			if g.Families.Get(name) == nil {
 				tb.Errorf("group %s has no %s", g.Key, name)
 			}
 		}
@@ -486,7 +486,7 @@ func recount(v *store.View) store.Stats {
 	var st store.Stats
 	for _, g := range v.Groups {
 		st.Groups++
-		for _, f := range g.Families {
+		for _, f := range g.Families.All() {
 			st.Series += f.Series
 			st.Bytes += f.Size()
 		}
