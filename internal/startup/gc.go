@@ -11,8 +11,14 @@ import (
 // is mostly pointer-free byte slices (the stored families), which the
 // collector does not scan, so collecting more often is cheap, and a heap that
 // may grow to twice the live data (Go's default) would double the resident
-// memory.
-const GCPercent = 25
+// memory. It matters only for stores past about 100k series (below, the
+// headroom floor sets the target). Not lower: a collection's marking grows
+// with the store, and pushes that arrive during one wait longer, so with
+// 25 % the push latency's p99 at 1M series was 1.2-1.35x that at 100k
+// (6.3-8.0 vs 5.2-6.0 ms; the recipe is in docs/performance.md); with
+// 40 % it is 1.0-1.2x (5.9-6.6 vs 5.5-6.0 ms), for a peak RSS of 203
+// instead of 186 B/series at 1M.
+const GCPercent = 40
 
 // MinGCHeadroom is the least the heap may grow between two collections
 // under the tuned target. With 25 % alone, a small store's heap (14 MB at
@@ -23,8 +29,8 @@ const GCPercent = 25
 // bbolt page buffers a second into garbage, and right after the fill they
 // ran into the headroom: 264-291 B/series, over issue #12's 269. 6 MiB
 // measures 240-244, 4 MiB 210-212 but 9 % more server CPU per push than 8
-// (pushbench compare push -groups 1000, 3 rounds, 5-13 % each). From 24 MiB
-// of live heap on (about 200k series) it changes nothing.
+// (pushbench compare push -groups 1000, 3 rounds, 5-13 % each). From 15 MiB
+// of live heap on (about 100k series) GCPercent gives more.
 const MinGCHeadroom = 6 << 20
 
 // TuneGC sets the GC target to GCPercent, or to what gives MinGCHeadroom if

@@ -45,11 +45,11 @@ func TestGCTarget(t *testing.T) {
 		live uint64
 		want int
 	}{
-		{0, startup.GCPercent},          // unknown
-		{1 << 10, 1000},                 // capped
-		{12 << 20, 50},                  // the floor: 6 MiB of 12
-		{startup.MinGCHeadroom * 4, 25}, // where the floor stops
-		{1 << 30, startup.GCPercent},    // a large store
+		{0, startup.GCPercent},              // unknown
+		{1 << 10, 1000},                     // capped
+		{12 << 20, 50},                      // the floor: 6 MiB of 12
+		{startup.MinGCHeadroom * 5 / 2, 40}, // where the floor stops
+		{1 << 30, startup.GCPercent},        // a large store
 	} {
 		if got := startup.GCTarget(tc.live); got != tc.want {
 			t.Errorf("GCTarget(%d) = %d, want %d", tc.live, got, tc.want)
