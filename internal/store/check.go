@@ -79,6 +79,13 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if err := s.checkEscapedLocked(f.Name, p, typeAfter); err != nil {
 			return err
 		}
+		if old != nil && equalHashes(p.series[i], old.Families.hashes(f.Name)) {
+			// The same series again, the usual push: the index holds
+			// them all for this group, so none can clash. Comparing two
+			// arrays costs less than a lookup per series in an index
+			// of all series.
+			continue
+		}
 		for j, h := range p.series[i] {
 			if owner, ok := s.series[h]; ok && (old == nil || owner != old.num) {
 				return invalidf("%s was collected before with the same name and label values (group %s has it)",

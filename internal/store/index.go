@@ -43,8 +43,8 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 			e.typ = f.Type
 			e.retyping++
 		}
-		if old != nil && old.Families.Get(name) == f {
-			continue // unchanged family, already indexed
+		if old != nil && (old.Families.Get(name) == f || equalHashes(m.hashes, old.Families.hashes(name))) {
+			continue // unchanged family or series, already indexed
 		}
 		for _, h := range m.hashes {
 			if _, ok := s.series[h]; !ok {
