@@ -294,12 +294,23 @@ type keyPairs struct {
 
 func newKeyPairs(key grouping.Key) *keyPairs {
 	labels := key.Labels()
+	// The pairs and their strings in one array each, not three objects
+	// per label: this runs twice per push (the metrics' labels and the
+	// timestamp families').
+	structs := make([]dto.LabelPair, len(labels)+1)
+	strs := make([]string, 0, 2*len(labels)+2)
+	pair := func(i int, name, value string) *dto.LabelPair {
+		strs = append(strs, name, value)
+		lp := &structs[i]
+		lp.Name, lp.Value = &strs[len(strs)-2], &strs[len(strs)-1]
+		return lp
+	}
 	k := &keyPairs{pairs: make([]*dto.LabelPair, len(labels))}
 	for i, l := range labels {
-		k.pairs[i] = &dto.LabelPair{Name: proto.String(l.Name), Value: proto.String(l.Value)}
+		k.pairs[i] = pair(i, l.Name, l.Value)
 		k.keyedInstance = k.keyedInstance || l.Name == instanceLabel
 	}
-	k.instance = &dto.LabelPair{Name: proto.String(instanceLabel), Value: proto.String("")}
+	k.instance = pair(len(labels), instanceLabel, "")
 	return k
 }
 
