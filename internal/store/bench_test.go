@@ -3,6 +3,7 @@ package store_test
 import (
 	"fmt"
 	"runtime"
+	"runtime/metrics"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -203,24 +204,29 @@ func BenchmarkView(b *testing.B) {
 // size live: the collector's marking grows with the heap objects the
 // stored groups hold, and at 1M series it sets the push latency's tail
 // (see docs/performance.md). objects/series is the heap objects per stored
-// series.
+// series, gc-cpu-ms/op the collector's CPU per collection as the runtime
+// accounts it, which varies far less than the time on a shared machine.
 //
 //	go test -run='^$' -bench=BenchmarkCollect -benchtime=20x ./internal/store/
 func BenchmarkCollect(b *testing.B) {
 	clear(filled) // measure one store at a time
+	gcCPU := []metrics.Sample{{Name: "/cpu/classes/gc/total:cpu-seconds"}}
 	for _, sz := range benchSizes {
 		b.Run(sz.name, func(b *testing.B) {
 			s, _ := filledStore(b, sz.groups)
 			runtime.GC()
-			var before, after runtime.MemStats
-			runtime.ReadMemStats(&before)
+			metrics.Read(gcCPU)
+			before := gcCPU[0].Value.Float64()
 			b.ResetTimer()
 			for b.Loop() {
 				runtime.GC()
 			}
 			b.StopTimer()
-			runtime.ReadMemStats(&after)
-			b.ReportMetric(float64(after.HeapObjects)/float64(sz.groups*seriesPerGroup), "objects/series")
+			metrics.Read(gcCPU)
+			var mem runtime.MemStats
+			runtime.ReadMemStats(&mem)
+			b.ReportMetric((gcCPU[0].Value.Float64()-before)*1000/float64(b.N), "gc-cpu-ms/op")
+			b.ReportMetric(float64(mem.HeapObjects)/float64(sz.groups*seriesPerGroup), "objects/series")
 			runtime.KeepAlive(s)
 		})
 	}
