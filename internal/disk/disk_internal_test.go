@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"sync/atomic"
 	"testing"
@@ -220,5 +221,49 @@ func BenchmarkCheckpointPages(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestCompactionRewritesPageSize: a file made before pageSize changed keeps
+// its page size when opened (bbolt reads it from the file), and a
+// compaction writes the new file with pageSize, keeping every value.
+func TestCompactionRewritesPageSize(t *testing.T) {
+	dir := t.TempDir()
+	old, err := openBoltPages(filepath.Join(dir, FileName), 4<<10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := initialize(old); err != nil {
+		t.Fatal(err)
+	}
+	if err := old.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d := openInternal(t, dir, Options{})
+	if got := d.db.Info().PageSize; got != 4<<10 {
+		t.Fatalf("page size %d after opening a 4 KiB-page file", got)
+	}
+	value := bytes.Repeat([]byte("x"), 64<<10)
+	for i := range 600 { // ~40 MiB, so that compaction pays
+		if err := d.Save(fmt.Sprintf("g%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Len(); err != nil { // the values reach the file
+		t.Fatal(err)
+	}
+	for i := range 590 {
+		if err := d.Remove(fmt.Sprintf("g%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.CompactIfWasteful(); err != nil {
+		t.Fatal(err)
+	}
+	if got := d.db.Info().PageSize; got != pageSize {
+		t.Errorf("page size %d after compaction, want %d", got, pageSize)
+	}
+	if got := values(t, d); len(got) != 10 || got[0] != string(value) {
+		t.Errorf("%d values after compaction, want 10", len(got))
 	}
 }
