@@ -125,20 +125,7 @@ func TestCloseDuringSlowCommit(t *testing.T) {
 // as the file can be opened, without losing anything.
 func TestCompactionReopenFailure(t *testing.T) {
 	d := openInternal(t, t.TempDir(), Options{ProbeInterval: 10 * time.Millisecond})
-	value := bytes.Repeat([]byte("x"), 1<<20)
-	for i := range 20 {
-		if err := d.Save(fmt.Sprint("g", i), value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := d.Len(); err != nil { // the values reach the file
-		t.Fatal(err)
-	}
-	for i := range 19 {
-		if err := d.Remove(fmt.Sprint("g", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	value := makeWasteful(t, d, 20, 1<<20, 1)
 	var failing atomic.Bool
 	failing.Store(true)
 	var attempts atomic.Int64
@@ -243,20 +230,7 @@ func TestCompactionRewritesPageSize(t *testing.T) {
 	if got := d.db.Info().PageSize; got != 4<<10 {
 		t.Fatalf("page size %d after opening a 4 KiB-page file", got)
 	}
-	value := bytes.Repeat([]byte("x"), 64<<10)
-	for i := range 600 { // ~40 MiB, so that compaction pays
-		if err := d.Save(fmt.Sprintf("g%04d", i), value); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if _, err := d.Len(); err != nil { // the values reach the file
-		t.Fatal(err)
-	}
-	for i := range 590 {
-		if err := d.Remove(fmt.Sprintf("g%04d", i)); err != nil {
-			t.Fatal(err)
-		}
-	}
+	value := makeWasteful(t, d, 600, 64<<10, 10) // ~40 MiB, so that compaction pays
 	if err := d.CompactIfWasteful(); err != nil {
 		t.Fatal(err)
 	}
@@ -266,4 +240,26 @@ func TestCompactionRewritesPageSize(t *testing.T) {
 	if got := values(t, d); len(got) != 10 || got[0] != string(value) {
 		t.Errorf("%d values after compaction, want 10", len(got))
 	}
+}
+
+// makeWasteful saves n values of size bytes, lets them reach the file, and
+// removes all but the last keep: a file that compaction shrinks. It
+// returns the value.
+func makeWasteful(t *testing.T, d *DB, n, size, keep int) []byte {
+	t.Helper()
+	value := bytes.Repeat([]byte("x"), size)
+	for i := range n {
+		if err := d.Save(fmt.Sprintf("g%04d", i), value); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := d.Len(); err != nil { // the values reach the file
+		t.Fatal(err)
+	}
+	for i := range n - keep {
+		if err := d.Remove(fmt.Sprintf("g%04d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return value
 }
