@@ -31,10 +31,10 @@ const (
 // its objects does, so bigger ones would only save a few allocations more.
 const maxSlab = 256
 
-// slab hands out pointers to the elements of arrays it allocates, each twice
-// as long as the one before (up to maxSlab), so that a small body allocates
-// little and a big one allocates once per maxSlab objects instead of once per
-// object. Elements are never copied (protobuf messages must not be).
+// slab hands out pointers to the elements of arrays it allocates (or runs of
+// them, see take), each twice as long as the one before (up to maxSlab), so
+// that a small body allocates little and a big one allocates once per
+// maxSlab objects instead of once per object. Elements are never copied (protobuf messages must not be).
 type slab[T any] struct {
 	free []T
 	size int
@@ -52,21 +52,39 @@ const maxKeptBlocks = 16
 
 func (s *slab[T]) get() *T {
 	if len(s.free) == 0 {
-		if s.reuse < len(s.blocks) {
-			s.free = s.blocks[s.reuse]
-			s.reuse++
-		} else {
-			s.size = min(max(2*s.size, 8), maxSlab)
-			s.free = make([]T, s.size)
-			if s.keep && len(s.blocks) < maxKeptBlocks {
-				s.blocks = append(s.blocks, s.free)
-				s.reuse++
-			}
-		}
+		s.refill(1)
 	}
 	v := &s.free[0]
 	s.free = s.free[1:]
 	return v
+}
+
+// take hands out n consecutive elements, with capacity n: an append by
+// the caller copies instead of overwriting the next ones.
+func (s *slab[T]) take(n int) []T {
+	if n > len(s.free) {
+		s.refill(n)
+	}
+	out := s.free[:n:n]
+	s.free = s.free[n:]
+	return out
+}
+
+// refill makes free an array of at least n elements: the next kept one
+// after reset if it is long enough, else a new one (kept, if there is
+// room, when no kept one is waiting).
+func (s *slab[T]) refill(n int) {
+	if s.reuse < len(s.blocks) && n <= len(s.blocks[s.reuse]) {
+		s.free = s.blocks[s.reuse]
+		s.reuse++
+		return
+	}
+	s.size = min(max(2*s.size, 8), maxSlab)
+	s.free = make([]T, max(n, s.size))
+	if s.keep && s.reuse == len(s.blocks) && len(s.blocks) < maxKeptBlocks {
+		s.blocks = append(s.blocks, s.free)
+		s.reuse++
+	}
 }
 
 // reset zeroes the kept arrays, so that they hold no pointers, and makes
@@ -100,14 +118,7 @@ type slabs struct {
 	uints     slab[uint64]
 	ints      slab[int64]
 	strs      slab[string]
-
-	// ptrs hands out the arrays of Label slices from blocks, which an
-	// Arena keeps and hands out again after reset, as a slab does.
-	ptrs      []*dto.LabelPair
-	ptrsSize  int
-	keepPtrs  bool
-	ptrBlocks [][]*dto.LabelPair
-	ptrReuse  int
+	ptrs      slab[*dto.LabelPair] // the arrays of Label slices
 
 	text     []byte
 	textSize int
@@ -172,7 +183,7 @@ func (a *Arena) Reset() {
 	s.uints.reset()
 	s.ints.reset()
 	s.strs.reset()
-	s.resetPtrs()
+	s.ptrs.reset()
 	// The bytes of strings are the result's, never reused: a pooled Arena
 	// must not keep them (and the blocks they sit in, or a HELP of
 	// megabytes) alive until its next Parse.
@@ -201,7 +212,7 @@ func (a *Arena) slabs() *slabs {
 		a.init = true
 		s.metrics.keep, s.pairs.keep, s.counters.keep, s.gauges.keep = true, true, true, true
 		s.untypeds.keep, s.quantiles.keep, s.buckets.keep, s.families.keep = true, true, true, true
-		s.floats.keep, s.uints.keep, s.ints.keep, s.strs.keep, s.keepPtrs = true, true, true, true, true
+		s.floats.keep, s.uints.keep, s.ints.keep, s.strs.keep, s.ptrs.keep = true, true, true, true, true
 	}
 	s.dropText()
 	return s
@@ -222,36 +233,6 @@ func (a *Arena) labelNames() map[string]*labelName {
 // an Arena never reuses.
 func (s *slabs) dropText() {
 	s.text, s.textSize = nil, 0
-}
-
-// resetPtrs zeroes the kept arrays of Label slices and makes them available
-// again, as slab.reset does.
-func (s *slabs) resetPtrs() {
-	for _, b := range s.ptrBlocks[:s.ptrReuse] {
-		clear(b)
-	}
-	s.ptrs, s.ptrReuse = nil, 0
-}
-
-func (s *slabs) pairPtrs(n int) []*dto.LabelPair {
-	if n > len(s.ptrs) {
-		if s.ptrReuse < len(s.ptrBlocks) && n <= len(s.ptrBlocks[s.ptrReuse]) {
-			s.ptrs = s.ptrBlocks[s.ptrReuse]
-			s.ptrReuse++
-		} else {
-			s.ptrsSize = min(max(2*s.ptrsSize, 16), 4*maxSlab)
-			s.ptrs = make([]*dto.LabelPair, max(n, s.ptrsSize))
-			if s.keepPtrs && s.ptrReuse == len(s.ptrBlocks) && len(s.ptrBlocks) < maxKeptBlocks {
-				s.ptrBlocks = append(s.ptrBlocks, s.ptrs)
-				s.ptrReuse++
-			}
-		}
-	}
-	// Capacity n: an append by the caller copies instead of overwriting the
-	// next metric's labels.
-	out := s.ptrs[:n:n]
-	s.ptrs = s.ptrs[n:]
-	return out
 }
 
 // maxArenaString is the longest string put in the shared text arena; longer

@@ -735,7 +735,7 @@ func (p *parser) newMetric() *dto.Metric {
 	m := s.metrics.get()
 	p.bytes += sizeMetric
 	if n := len(p.lbls); n > 0 {
-		m.Label = s.pairPtrs(n)
+		m.Label = s.ptrs.take(n)
 		for k, l := range p.lbls {
 			lp := s.pairs.get()
 			lp.Name = l.name.name
