@@ -352,11 +352,13 @@ func openBolt(path string) (*bolt.DB, error) {
 // shows the allocation.
 const pageSize = 16 << 10
 
-func openBoltPages(path string, pageSize int) (*bolt.DB, error) {
+// openBoltPages opens the file at path, creating it with pages of the given
+// size if it does not exist.
+func openBoltPages(path string, size int) (*bolt.DB, error) {
 	return bolt.Open(path, 0o600, &bolt.Options{
 		Timeout:      2 * time.Second, // another process holds the file lock
 		FreelistType: bolt.FreelistMapType,
-		PageSize:     pageSize,
+		PageSize:     size,
 	})
 }
 

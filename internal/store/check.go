@@ -19,8 +19,7 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if old == nil {
 			return false
 		}
-		f := old.Families.Get(name)
-		return f != nil && f.Series > 0 && (replace || p.has(name))
+		return old.Families.lookup(name).holds() && (replace || p.has(name))
 	}
 	// elsewhere returns the entry of name if a family of that name will
 	// remain outside this group: in another group or among the gateway's own.
@@ -79,7 +78,7 @@ func (s *Store) checkLocked(key grouping.Key, old *Group, replace bool, p *prepa
 		if err := s.checkEscapedLocked(f.Name, p, typeAfter); err != nil {
 			return err
 		}
-		if old != nil && equalHashes(p.series[i], old.Families.hashes(f.Name)) {
+		if old != nil && equalHashes(p.series[i], old.Families.lookup(f.Name).hashes) {
 			// The same series again, the usual push: the index holds
 			// them all for this group, so none can clash. Comparing two
 			// arrays costs less than a lookup per series in an index

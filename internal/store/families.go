@@ -31,12 +31,7 @@ type member struct {
 func (fs Families) Len() int { return len(fs.list) }
 
 // Get returns the family of that name, or nil.
-func (fs Families) Get(name string) *family.Family {
-	if i, ok := fs.find(name); ok {
-		return fs.list[i].f
-	}
-	return nil
-}
+func (fs Families) Get(name string) *family.Family { return fs.lookup(name).f }
 
 // All yields the families by name, in the order of their names.
 func (fs Families) All() iter.Seq2[string, *family.Family] {
@@ -49,13 +44,17 @@ func (fs Families) All() iter.Seq2[string, *family.Family] {
 	}
 }
 
-// hashes returns the series hashes of the family of that name.
-func (fs Families) hashes(name string) []uint64 {
+// lookup returns the family of that name with its series hashes, or the
+// zero member.
+func (fs Families) lookup(name string) member {
 	if i, ok := fs.find(name); ok {
-		return fs.list[i].hashes
+		return fs.list[i]
 	}
-	return nil
+	return member{}
 }
+
+// holds reports whether m is a non-empty family.
+func (m member) holds() bool { return m.f != nil && m.f.Series > 0 }
 
 func (fs Families) find(name string) (int, bool) {
 	return slices.BinarySearchFunc(fs.list, name, func(m member, name string) int {

@@ -43,8 +43,10 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 			e.typ = f.Type
 			e.retyping++
 		}
-		if old != nil && (old.Families.Get(name) == f || equalHashes(m.hashes, old.Families.hashes(name))) {
-			continue // unchanged family or series, already indexed
+		if old != nil {
+			if was := old.Families.lookup(name); was.f == f || equalHashes(m.hashes, was.hashes) {
+				continue // unchanged family or series, already indexed
+			}
 		}
 		for _, h := range m.hashes {
 			if _, ok := s.series[h]; !ok {
@@ -58,11 +60,7 @@ func (s *Store) reserveLocked(old, ng *Group) *reservation {
 
 // holds reports whether g has a non-empty family of that name.
 func holds(g *Group, name string) bool {
-	if g == nil {
-		return false
-	}
-	f := g.Families.Get(name)
-	return f != nil && f.Series > 0
+	return g != nil && g.Families.lookup(name).holds()
 }
 
 func (s *Store) undoLocked(r *reservation) {
@@ -126,13 +124,14 @@ func (s *Store) publishLocked(old, ng *Group, r *reservation) {
 			name, f := m.f.Name, m.f
 			s.stats.Bytes -= f.Size()
 			s.stats.Series -= f.Series
-			if f.Series == 0 || ng.Families.Get(name) == f {
+			now := ng.Families.lookup(name)
+			if f.Series == 0 || now.f == f {
 				continue
 			}
-			if !holds(ng, name) {
+			if !now.holds() {
 				s.dropNameLocked(name)
 			}
-			s.unindexSeriesLocked(num, m.hashes, ng.Families.hashes(name))
+			s.unindexSeriesLocked(num, m.hashes, now.hashes)
 		}
 	} else {
 		s.stats.Groups++

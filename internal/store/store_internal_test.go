@@ -51,7 +51,7 @@ func checkIndex(t *testing.T, s *Store) {
 			st.Bytes += f.Size()
 			st.Series += f.Series
 			if f.Series == 0 {
-				if len(g.Families.hashes(name)) != 0 {
+				if len(g.Families.lookup(name).hashes) != 0 {
 					t.Errorf("group %s: empty family %s has hashes", g.Key, name)
 				}
 				continue
@@ -60,7 +60,7 @@ func checkIndex(t *testing.T, s *Store) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			hashes := g.Families.hashes(name)
+			hashes := g.Families.lookup(name).hashes
 			if len(hashes) != len(mf.Metric) {
 				t.Errorf("group %s: family %s has %d hashes for %d metrics", g.Key, name, len(hashes), len(mf.Metric))
 				continue

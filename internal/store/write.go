@@ -104,7 +104,8 @@ func (s *Store) PushExpiring(key grouping.Key, fams map[string]*dto.MetricFamily
 		var failureHash uint64
 		var failTime time.Time
 		if old != nil {
-			failure, failureHash, failTime = old.Families.Get(PushFailureName), old.Families.hashes(PushFailureName)[0], old.FailTime
+			m := old.Families.lookup(PushFailureName)
+			failure, failureHash, failTime = m.f, m.hashes[0], old.FailTime
 		} else {
 			if noFailure == nil {
 				var err error
@@ -226,20 +227,21 @@ func (s *Store) checkTotalLocked(old, ng *Group) error {
 // newGroup builds the group that results from applying a checked push to old.
 func newGroup(key grouping.Key, old *Group, replace bool, p *prepared, pushTime, failTime time.Time) *Group {
 	ng := &Group{Key: key, PushTime: pushTime, FailTime: failTime}
-	var members []member
+	keep := old != nil && !replace // the old families the push leaves
+	n := len(p.families)
+	if keep {
+		n += old.Families.Len()
+	}
+	members := make([]member, 0, n)
 	if old != nil {
 		ng.num = old.num
-		if !replace {
-			members = make([]member, 0, old.Families.Len()+len(p.families))
-			for _, m := range old.Families.list {
-				if !p.has(m.f.Name) {
-					members = append(members, m)
-				}
+	}
+	if keep {
+		for _, m := range old.Families.list {
+			if !p.has(m.f.Name) {
+				members = append(members, m)
 			}
 		}
-	}
-	if members == nil {
-		members = make([]member, 0, len(p.families))
 	}
 	for i, f := range p.families {
 		m := member{f: f}

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"net/http"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -123,15 +122,11 @@ func (u *UI) Group(w http.ResponseWriter, r *http.Request) {
 		All:      all,
 	}
 	d.Expires, _ = u.store.Deadline(g)
-	names := make([]string, 0, g.Families.Len())
-	for name := range g.Families.All() {
-		if !isTimestampFamily(name) {
-			names = append(names, name)
+	for name, f := range g.Families.All() { // in the order of their names
+		if isTimestampFamily(name) {
+			continue
 		}
-	}
-	slices.Sort(names)
-	for _, name := range names {
-		fv := u.familyView(g, g.Families.Get(name), all)
+		fv := u.familyView(g, f, all)
 		d.Series += fv.Series
 		d.Families = append(d.Families, fv)
 	}
@@ -297,14 +292,8 @@ func native(h *dto.Histogram) *nativeView {
 // groupText serves the group's families in the text format 0.0.4 (with
 // the push time families), encoded by expfmt as a scrape would.
 func (u *UI) groupText(w http.ResponseWriter, g *store.Group) {
-	names := make([]string, 0, g.Families.Len())
-	for name := range g.Families.All() {
-		names = append(names, name)
-	}
-	slices.Sort(names)
 	var buf bytes.Buffer
-	for _, name := range names {
-		f := g.Families.Get(name)
+	for name, f := range g.Families.All() { // in the order of their names
 		if f.Series == 0 {
 			continue
 		}

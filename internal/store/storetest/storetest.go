@@ -293,10 +293,12 @@ func snapshot(tb testing.TB, v *store.View, reserved []store.Reserved) []snapGro
 		sg := snapGroup{key: g.Key}
 		want := sanitizedLabels(nil, g.Key)
 		series := 0
+		prev := ""
 		for name, f := range g.Families.All() {
-			if f.Name != name {
-				tb.Errorf("group %s: family %q stored under name %q", g.Key, f.Name, name)
+			if name <= prev {
+				tb.Errorf("group %s: family %q after %q: not in the order of names, or twice", g.Key, name, prev)
 			}
+			prev = name
 			mf, err := f.Decode()
 			if err != nil {
 				tb.Fatalf("group %s: %v", g.Key, err)
